@@ -1,0 +1,83 @@
+package tenantplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// noRoute returns ctx with any tenant routing removed: statements run exactly
+// as written (used for the library's own catalog statements).
+func noRoute(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxKey{}, (*tenantValue)(nil))
+}
+
+// lockKey is the advisory-lock name of a schema. Locks are transaction-scoped
+// (pg_advisory_xact_lock), so they are released at COMMIT or ROLLBACK and are
+// safe behind PgBouncer in transaction mode.
+func lockKey(kind, name string) string { return "tenantplugin:" + kind + ":" + name }
+
+// inSchema runs fn in one transaction that holds the advisory lock named by
+// lock and whose search_path is v's, set right after BEGIN. The *gorm.DB
+// handed to fn routes GORM-built statements to v and runs raw SQL under that
+// search_path with no further set_config.
+func (p *Plugin) inSchema(ctx context.Context, v *tenantValue, lock string, fn func(tx *gorm.DB) error) error {
+	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		if err := advisoryLock(tx, lock); err != nil {
+			return err
+		}
+		if err := setPath(tx, p.searchPath(v)); err != nil {
+			return err
+		}
+		return fn(tx.WithContext(withPathSet(ctx, v)))
+	})
+}
+
+func advisoryLock(tx *gorm.DB, name string) error {
+	_, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context,
+		"SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+	if err != nil {
+		return fmt.Errorf("tenantplugin: advisory lock %q: %w", name, err)
+	}
+	return nil
+}
+
+func setPath(tx *gorm.DB, path string) error {
+	if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, setPathSQL, path); err != nil {
+		return fmt.Errorf("tenantplugin: set search_path: %w", err)
+	}
+	return nil
+}
+
+// RunInTenant runs fn in a transaction for tenant name: GORM-built and raw
+// statements on the *gorm.DB it receives go to that tenant, with the
+// search_path set once, right after BEGIN (so a rolled-back savepoint
+// cannot undo it). It is the tool for jobs, commands and scripts that work
+// outside a request. The tenant must exist (ErrUnknownTenant otherwise).
+func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.DB) error) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	v := valueFrom(WithTenant(ctx, name))
+	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		var exists bool
+		if err := tx.Raw("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?)", name).Scan(&exists).Error; err != nil {
+			return err
+		}
+		if !exists {
+			return &unknownTenantError{tenant: name}
+		}
+		if err := setPath(tx, p.searchPath(v)); err != nil {
+			return err
+		}
+		return fn(tx.WithContext(withPathSet(ctx, v)))
+	})
+	var ue *unknownTenantError
+	var te *TenantError
+	if err != nil && !errors.As(err, &ue) && !errors.As(err, &te) {
+		err = &TenantError{Tenant: name, Err: err}
+	}
+	return err
+}

@@ -1,0 +1,240 @@
+// Package tenantplugin is a GORM plugin for schema-per-tenant multi-tenancy on
+// PostgreSQL.
+//
+// Every tenant owns a PostgreSQL schema named after it, holding its own copy
+// of the tenant tables; shared tables live in one shared schema ("public" by
+// default). The tenant travels in the context.Context of each statement:
+//
+//	db.Use(tenantplugin.New(
+//		tenantplugin.WithSharedModels(&Plan{}),
+//		tenantplugin.WithTenantModels(&Poll{}, &Choice{}),
+//	))
+//	ctx := tenantplugin.WithTenant(r.Context(), "thor")
+//	db.WithContext(ctx).Find(&polls) // SELECT * FROM "thor"."polls"
+//
+// Statements GORM builds are routed by qualifying their table names
+// ("thor"."polls"), which costs no extra round trip. Raw SQL, and GORM
+// statements carrying raw SQL fragments that name tables, are routed by
+// search_path, set with set_config(..., true) inside a transaction so that no
+// pooled connection keeps a tenant's search_path. A tenant table used without a
+// tenant fails with ErrNoTenant before any SQL is sent.
+package tenantplugin
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"reflect"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
+)
+
+// Plugin routes GORM statements to tenant schemas. Create it with New and
+// register it with db.Use. A Plugin serves one *gorm.DB.
+type Plugin struct {
+	sharedSchema string
+	sharedQuoted string
+	sharedModels []any
+	tenantModels []any
+
+	// Filled by Initialize; read-only afterwards.
+	db           *gorm.DB
+	rootPool     gorm.ConnPool
+	sharedTables map[string]bool   // tables that live in the shared schema
+	tenantTables []string          // tables of the declared tenant models, in order
+	quoted       map[string]string // table name -> quoted identifier
+}
+
+// Option configures a Plugin.
+type Option func(*Plugin)
+
+// WithSharedModels declares models whose tables live in the shared schema.
+// Every model that is not declared shared is a tenant model.
+func WithSharedModels(models ...any) Option {
+	return func(p *Plugin) { p.sharedModels = append(p.sharedModels, models...) }
+}
+
+// WithTenantModels declares the models whose tables every tenant schema holds.
+// The migrator creates and migrates these tables; routing treats any table not
+// declared shared as a tenant table, declared here or not.
+func WithTenantModels(models ...any) Option {
+	return func(p *Plugin) { p.tenantModels = append(p.tenantModels, models...) }
+}
+
+// WithSharedSchema sets the shared schema (default "public"). It must already
+// exist (public always does) or be created by MigrateShared.
+func WithSharedSchema(name string) Option {
+	return func(p *Plugin) { p.sharedSchema = name }
+}
+
+// New returns a Plugin configured by opts.
+func New(opts ...Option) *Plugin {
+	p := &Plugin{sharedSchema: "public"}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Name implements gorm.Plugin.
+func (p *Plugin) Name() string { return "tenantplugin" }
+
+// SharedSchema returns the name of the shared schema.
+func (p *Plugin) SharedSchema() string { return p.sharedSchema }
+
+// Initialize implements gorm.Plugin: it classifies the declared models and
+// registers the routing callbacks and clause builders on db.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	if p.db != nil {
+		return fmt.Errorf("tenantplugin: a Plugin serves one *gorm.DB; create another with New")
+	}
+	if p.sharedSchema != "public" {
+		if err := checkSharedSchemaName(p.sharedSchema); err != nil {
+			return err
+		}
+	}
+	if db.Dialector == nil || db.Dialector.Name() != "postgres" {
+		return fmt.Errorf("tenantplugin: needs the postgres dialector, got %v", dialectorName(db))
+	}
+	p.sharedQuoted = QuoteIdentifier(p.sharedSchema)
+	p.sharedTables = map[string]bool{}
+	p.quoted = map[string]string{}
+
+	sharedSchemas := make([]*schema.Schema, 0, len(p.sharedModels)+len(libraryModels))
+	for _, m := range append(append([]any{}, libraryModels...), p.sharedModels...) {
+		s, err := parseModel(db, m)
+		if err != nil {
+			return err
+		}
+		sharedSchemas = append(sharedSchemas, s)
+		p.sharedTables[s.Table] = true
+	}
+	// A many2many join table between two shared models is shared; a join
+	// table that touches a tenant model belongs to the tenant.
+	for _, s := range sharedSchemas {
+		for _, rel := range s.Relationships.Many2Many {
+			if rel.JoinTable != nil && p.sharedTables[rel.FieldSchema.Table] {
+				p.sharedTables[rel.JoinTable.Table] = true
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range p.tenantModels {
+		s, err := parseModel(db, m)
+		if err != nil {
+			return err
+		}
+		if p.sharedTables[s.Table] {
+			return fmt.Errorf("tenantplugin: table %q is declared both shared and tenant", s.Table)
+		}
+		if !seen[s.Table] {
+			seen[s.Table] = true
+			p.tenantTables = append(p.tenantTables, s.Table)
+		}
+	}
+	for t := range p.sharedTables {
+		p.quoted[t] = QuoteIdentifier(t)
+	}
+	for _, t := range p.tenantTables {
+		p.quoted[t] = QuoteIdentifier(t)
+	}
+
+	p.db = db
+	p.rootPool = db.ConnPool
+	if err := p.registerCallbacks(db); err != nil {
+		return err
+	}
+	p.installClauseBuilders(db)
+	return nil
+}
+
+func dialectorName(db *gorm.DB) string {
+	if db.Dialector == nil {
+		return "none"
+	}
+	return db.Dialector.Name()
+}
+
+func checkSharedSchemaName(name string) error {
+	// The shared schema follows the tenant rule, except that it may be a
+	// name the tenant rule reserves for it.
+	if err := ValidateName(name); err != nil {
+		if ne, ok := err.(*NameError); ok && ne.Reason == "it is a reserved schema name" {
+			return nil
+		}
+		return fmt.Errorf("tenantplugin: shared schema: %w", err)
+	}
+	return nil
+}
+
+func parseModel(db *gorm.DB, model any) (*schema.Schema, error) {
+	if model == nil {
+		return nil, fmt.Errorf("tenantplugin: nil model")
+	}
+	stmt := &gorm.Statement{DB: db}
+	if err := stmt.Parse(model); err != nil {
+		return nil, fmt.Errorf("tenantplugin: parse model %s: %w", reflect.TypeOf(model), err)
+	}
+	return stmt.Schema, nil
+}
+
+// IsShared reports whether table lives in the shared schema.
+func (p *Plugin) IsShared(table string) bool { return p.sharedTables[table] }
+
+// quoteTable returns the quoted identifier of a table name, from the cache for
+// declared tables.
+func (p *Plugin) quoteTable(table string) string {
+	if q, ok := p.quoted[table]; ok {
+		return q
+	}
+	return QuoteIdentifier(table)
+}
+
+// schemaFor returns the quoted schema that table lives in under the routing
+// value v (which may be nil: no tenant).
+func (p *Plugin) schemaFor(v *tenantValue, table string) (string, error) {
+	if v != nil {
+		if v.err != nil {
+			return "", v.err
+		}
+		if v.shared {
+			return p.sharedQuoted, nil
+		}
+	}
+	if p.sharedTables[table] {
+		return p.sharedQuoted, nil
+	}
+	if v == nil {
+		return "", noTenantError(table)
+	}
+	return v.quoted, nil
+}
+
+// searchPath is the search_path used for raw SQL under v: the tenant, then
+// the shared schema, then pg_temp named last so that a temporary table cannot
+// shadow a tenant table.
+func (p *Plugin) searchPath(v *tenantValue) string {
+	if v.shared {
+		return p.sharedQuoted + ", pg_temp"
+	}
+	return v.quoted + ", " + p.sharedQuoted + ", pg_temp"
+}
+
+// schemaExists asks the catalog whether a schema exists. It is used on error
+// paths only.
+func (p *Plugin) schemaExists(ctx context.Context, name string) (bool, error) {
+	var exists bool
+	row := p.rootPool.QueryRowContext(context.WithoutCancel(ctx),
+		"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", name)
+	if err := row.Scan(&exists); err != nil {
+		return false, err
+	}
+	return exists, nil
+}
+
+// DB returns the *gorm.DB the plugin was registered on.
+func (p *Plugin) DB() *gorm.DB { return p.db }
+
+// sqlDB returns the *sql.DB under the plugin's *gorm.DB.
+func (p *Plugin) sqlDB() (*sql.DB, error) { return p.db.DB() }
