@@ -23,17 +23,19 @@ func TestFailsClosedWithoutTenant(t *testing.T) {
 	e.seed(a, e.plan())
 	db := e.db.WithContext(context.Background())
 	ops := map[string]func() error{
-		"find":         func() error { return db.Find(&[]Poll{}).Error },
-		"first":        func() error { return db.First(&Poll{}).Error },
-		"count":        func() error { var n int64; return db.Model(&Poll{}).Count(&n).Error },
-		"create":       func() error { return db.Create(&Poll{Question: "x"}).Error },
-		"update":       func() error { return db.Model(&Poll{}).Where("id = 1").Update("question", "x").Error },
-		"delete":       func() error { return db.Where("id = 1").Delete(&Poll{}).Error },
-		"scan":         func() error { var r []Poll; return db.Model(&Poll{}).Scan(&r).Error },
-		"pluck":        func() error { var s []string; return db.Model(&Poll{}).Pluck("question", &s).Error },
-		"table":        func() error { var s []string; return db.Table("choices").Pluck("text", &s).Error },
-		"preload":      func() error { return db.Preload("Choices").Find(&[]Poll{}).Error },
-		"shared join":  func() error { return db.Model(&Plan{}).Joins("JOIN polls ON polls.plan_id = plans.id").Find(&[]Plan{}).Error },
+		"find":    func() error { return db.Find(&[]Poll{}).Error },
+		"first":   func() error { return db.First(&Poll{}).Error },
+		"count":   func() error { var n int64; return db.Model(&Poll{}).Count(&n).Error },
+		"create":  func() error { return db.Create(&Poll{Question: "x"}).Error },
+		"update":  func() error { return db.Model(&Poll{}).Where("id = 1").Update("question", "x").Error },
+		"delete":  func() error { return db.Where("id = 1").Delete(&Poll{}).Error },
+		"scan":    func() error { var r []Poll; return db.Model(&Poll{}).Scan(&r).Error },
+		"pluck":   func() error { var s []string; return db.Model(&Poll{}).Pluck("question", &s).Error },
+		"table":   func() error { var s []string; return db.Table("choices").Pluck("text", &s).Error },
+		"preload": func() error { return db.Preload("Choices").Find(&[]Poll{}).Error },
+		"shared join": func() error {
+			return db.Model(&Plan{}).Joins("JOIN polls ON polls.plan_id = plans.id").Find(&[]Plan{}).Error
+		},
 		"first create": func() error { return db.FirstOrCreate(&Poll{Question: "q"}).Error },
 		"association":  func() error { return db.Model(&Poll{ID: 1}).Association("Tags").Append(&Tag{Name: "x"}) },
 	}

@@ -368,7 +368,9 @@ func TestGORMBuiltStatementsCostNoExtraRoundTrip(t *testing.T) {
 	var p Poll
 	sent := measure(func() { require.NoError(t, db.First(&p).Error) })
 	assert.Len(t, sent, 1, "a read is one statement: %q", sent)
-	sent = measure(func() { require.NoError(t, db.Session(&gorm.Session{SkipDefaultTransaction: true}).Model(&p).Update("question", "y").Error) })
+	sent = measure(func() {
+		require.NoError(t, db.Session(&gorm.Session{SkipDefaultTransaction: true}).Model(&p).Update("question", "y").Error)
+	})
 	assert.Len(t, sent, 1, "an update without a transaction is one statement: %q", sent)
 	sent = measure(func() { require.NoError(t, db.Model(&p).Update("question", "z").Error) })
 	assert.Len(t, sent, 3, "begin + update + commit: %q", sent)
