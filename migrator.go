@@ -628,6 +628,7 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	scratch := "tenantplugin_capture_" + hex.EncodeToString(rnd[:])
 	v := valueFrom(WithTenant(ctx, scratch))
 	rec := &recorder{}
+	var shape []string
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
 		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
 			return err
@@ -639,6 +640,10 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 		if err := p.migrationSession(tx.WithContext(cctx), false).Migrator().AutoMigrate(p.tenantModelList()...); err != nil {
 			return err
 		}
+		var err error
+		if shape, err = catalogShape(tx, scratch); err != nil {
+			return err
+		}
 		return errCaptured // roll back: the scratch schema never exists outside
 	})
 	if !errors.Is(err, errCaptured) {
@@ -646,13 +651,10 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	}
 	plan := &ddlPlan{}
 	var script strings.Builder
-	h := sha256.New()
-	h.Write([]byte("tenantplugin/v1\n"))
 	for _, s := range rec.stmts {
 		if strings.Contains(s.sql, scratch) {
 			return nil, fmt.Errorf("captured DDL names the scratch schema: %s", s.sql)
 		}
-		fmt.Fprintf(h, "%s %v\n", s.sql, s.vars)
 		if len(s.vars) == 0 {
 			script.WriteString(s.sql)
 			script.WriteString(";\n")
@@ -668,7 +670,16 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	if script.Len() > 0 {
 		plan.stmts = append(plan.stmts, capStm{sql: script.String()})
 	}
-	for _, mig := range m.migrations {
+	// The fingerprint hashes the shape of the schema AutoMigrate built, read
+	// back from the catalog, not GORM's statements: GORM walks maps while
+	// migrating, so its statement order (and whether a foreign key comes
+	// inline or as ALTER TABLE) varies from run to run.
+	h := sha256.New()
+	h.Write([]byte("tenantplugin/v1\n"))
+	for _, l := range shape {
+		h.Write([]byte(strings.ReplaceAll(l, scratch, "$S") + "\n"))
+	}
+	for _, mig := range m.migrations { // in order: order matters here
 		fmt.Fprintf(h, "migration %s\n", mig.ID)
 	}
 	plan.fingerprint = hex.EncodeToString(h.Sum(nil))[:32]
@@ -694,4 +705,49 @@ func record(db *gorm.DB) {
 	rec.mu.Lock()
 	rec.stmts = append(rec.stmts, capStm{sql: db.Statement.SQL.String(), vars: append([]any(nil), db.Statement.Vars...)})
 	rec.mu.Unlock()
+}
+
+// catalogShape describes the tables of schema as sorted text lines: columns
+// (position, type, nullability, default), indexes, constraints, sequences.
+func catalogShape(tx *gorm.DB, schema string) ([]string, error) {
+	const q = `
+SELECT 'col ' || c.relname || ' ' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'idx ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_catalog.pg_index i
+  JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1
+UNION ALL
+SELECT 'con ' || c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1
+UNION ALL
+SELECT 'seq ' || c.relname
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relkind = 'S'
+ORDER BY 1`
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, q, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
 }
