@@ -40,18 +40,25 @@ func (e *TenantError) Error() string {
 
 func (e *TenantError) Unwrap() error { return e.Err }
 
-// unknownTenantError reports a missing schema; it matches ErrUnknownTenant and
-// keeps the database error reachable through errors.As.
+// unknownTenantError reports a tenant that does not exist (no schema, or no
+// registry row); it matches ErrUnknownTenant and keeps the database error
+// reachable through errors.As.
 type unknownTenantError struct {
 	tenant string
+	detail string // what is missing; default: its schema
 	cause  error
 }
 
 func (e *unknownTenantError) Error() string {
-	if e.cause == nil {
-		return fmt.Sprintf("tenantplugin: unknown tenant %q: schema %s does not exist", e.tenant, QuoteIdentifier(e.tenant))
+	detail := e.detail
+	if detail == "" {
+		detail = "schema " + QuoteIdentifier(e.tenant) + " does not exist"
 	}
-	return fmt.Sprintf("tenantplugin: unknown tenant %q: schema %s does not exist: %v", e.tenant, QuoteIdentifier(e.tenant), e.cause)
+	msg := fmt.Sprintf("tenantplugin: unknown tenant %q: %s", e.tenant, detail)
+	if e.cause != nil {
+		msg += ": " + e.cause.Error()
+	}
+	return msg
 }
 
 func (e *unknownTenantError) Is(target error) bool { return target == ErrUnknownTenant }

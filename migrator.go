@@ -120,6 +120,8 @@ const (
 	StateFailed
 	// StateSkipped: not attempted (context cancelled or stop on error).
 	StateSkipped
+	// StateDone: ForEachTenant ran its function for the tenant.
+	StateDone
 )
 
 func (s State) String() string {
@@ -132,6 +134,8 @@ func (s State) String() string {
 		return "failed"
 	case StateSkipped:
 		return "skipped"
+	case StateDone:
+		return "done"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -146,7 +150,9 @@ type TenantResult struct {
 
 // Report is the outcome of a run over many tenants.
 type Report struct {
-	Results                             []TenantResult // in tenant-name order
+	Results []TenantResult // in the order of the tenant names given
+	// Migrated counts tenants migrated or created (or, for ForEachTenant,
+	// done); the others count their states.
 	Migrated, UpToDate, Failed, Skipped int
 	Elapsed                             time.Duration
 }
@@ -267,10 +273,19 @@ func (m *Migrator) Tenants(ctx context.Context) ([]string, error) {
 // CreateTenant registers tenant name, creates its schema and tables and runs
 // the tenant migrations, in one transaction: on any failure nothing remains
 // (no registry row, no schema). A registered name gives ErrTenantExists. The
-// registry must exist (MigrateShared).
-func (m *Migrator) CreateTenant(ctx context.Context, name string) error {
+// registry must exist (MigrateShared). Domains, if given, are registered for
+// the tenant in the same transaction (see HostResolver).
+func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...string) error {
 	if err := ValidateName(name); err != nil {
 		return err
+	}
+	hosts := make([]string, len(domains))
+	for i, d := range domains {
+		h, err := NormalizeHost(d)
+		if err != nil {
+			return err
+		}
+		hosts[i] = h
 	}
 	if err := m.checkNotShared(name); err != nil {
 		return err
@@ -279,7 +294,8 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = m.createTenant(ctx, name, plan)
+	err = m.createTenant(ctx, name, plan, hosts)
+	m.p.Directory().Invalidate()
 	if err != nil && !errors.Is(err, ErrTenantExists) {
 		var te *TenantError
 		if !errors.As(err, &te) {
@@ -296,7 +312,7 @@ func (m *Migrator) checkNotShared(name string) error {
 	return nil
 }
 
-func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan) error {
+func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan, hosts []string) error {
 	p := m.p
 	v := valueFrom(WithTenant(ctx, name))
 	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
@@ -310,6 +326,11 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan)
 		}
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("%w: %q", ErrTenantExists, name)
+		}
+		for _, h := range hosts {
+			if err := tx.WithContext(SharedOnly(ctx)).Create(&TenantDomain{Host: h, Tenant: name}).Error; err != nil {
+				return fmt.Errorf("domain %q: %w", h, err)
+			}
 		}
 		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
 			var pgErr *pgconn.PgError
@@ -349,14 +370,15 @@ func (m *Migrator) CreateTenants(ctx context.Context, names []string) (*Report, 
 	if err != nil {
 		return nil, err
 	}
-	return m.run(ctx, names, func(ctx context.Context, name string) (State, error) {
+	defer m.p.Directory().Invalidate()
+	return m.run(ctx, "create", names, func(ctx context.Context, name string) (State, error) {
 		if err := ValidateName(name); err != nil {
 			return StateFailed, err
 		}
 		if err := m.checkNotShared(name); err != nil {
 			return StateFailed, err
 		}
-		if err := m.createTenant(ctx, name, plan); err != nil {
+		if err := m.createTenant(ctx, name, plan, nil); err != nil {
 			return StateFailed, err
 		}
 		return StateMigrated, nil
@@ -382,11 +404,12 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			return &unknownTenantError{tenant: name}
+			return &unknownTenantError{tenant: name, detail: "not registered"}
 		}
 		_, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA IF EXISTS "+QuoteIdentifier(name)+" CASCADE")
 		return err
 	})
+	m.p.Directory().Invalidate()
 	if err != nil && !errors.Is(err, ErrUnknownTenant) {
 		return &TenantError{Tenant: name, Op: "drop", Err: err}
 	}
@@ -415,7 +438,7 @@ func (m *Migrator) MigrateTenants(ctx context.Context) (*Report, error) {
 		names[i] = r.Name
 		current[r.Name] = !m.force && r.Fingerprint == plan.fingerprint
 	}
-	return m.run(ctx, names, func(ctx context.Context, name string) (State, error) {
+	return m.run(ctx, "migrate", names, func(ctx context.Context, name string) (State, error) {
 		if current[name] {
 			return StateUpToDate, nil
 		}
@@ -452,7 +475,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("name", "fingerprint").
 			Where("name = ?", name).Take(&rec).Error; err != nil {
 			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return &unknownTenantError{tenant: name}
+				return &unknownTenantError{tenant: name, detail: "not registered"}
 			}
 			return err
 		}
@@ -484,7 +507,7 @@ func (m *Migrator) Migrate(ctx context.Context) (*Report, error) {
 
 // run applies fn to every name with bounded concurrency, recovering panics,
 // honouring cancellation and reporting progress.
-func (m *Migrator) run(ctx context.Context, names []string, fn func(context.Context, string) (State, error)) (*Report, error) {
+func (m *Migrator) run(ctx context.Context, op string, names []string, fn func(context.Context, string) (State, error)) (*Report, error) {
 	start := time.Now()
 	rep := &Report{Results: make([]TenantResult, len(names))}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -498,7 +521,7 @@ func (m *Migrator) run(ctx context.Context, names []string, fn func(context.Cont
 		rep.Results[i] = res
 		done++
 		switch res.State {
-		case StateMigrated:
+		case StateMigrated, StateDone:
 			rep.Migrated++
 		case StateUpToDate:
 			rep.UpToDate++
@@ -534,7 +557,7 @@ func (m *Migrator) run(ctx context.Context, names []string, fn func(context.Cont
 				if err != nil {
 					var te *TenantError
 					if !errors.As(err, &te) || te.Tenant != name {
-						err = &TenantError{Tenant: name, Op: "migrate", Err: err}
+						err = &TenantError{Tenant: name, Op: op, Err: err}
 					}
 					st = StateFailed
 					if runCtx.Err() != nil && errors.Is(err, runCtx.Err()) {

@@ -25,6 +25,7 @@ import (
 	"database/sql"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/schema"
@@ -44,6 +45,9 @@ type Plugin struct {
 	sharedTables map[string]bool   // tables that live in the shared schema
 	tenantTables []string          // tables of the declared tenant models, in order
 	quoted       map[string]string // table name -> quoted identifier
+
+	dirOnce sync.Once
+	dir     *Directory
 }
 
 // Option configures a Plugin.

@@ -1,0 +1,209 @@
+package tenantplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// Commands is a ready-made set of operator commands that an application
+// mounts into its own binary (where its models live):
+//
+//	migrate                                   shared schema, then every tenant
+//	tenants list                              one name per line
+//	tenants create NAME [--domain HOST]...
+//	tenants drop NAME
+//	tenants domains NAME                      list a tenant's hosts
+//	tenants add-domain NAME HOST
+//	tenants sql FILE (--tenant NAME | --all)  run a SQL file in each tenant
+//	tenants run FUNC (--tenant NAME | --all)  run one of Funcs in each tenant
+//
+// Give the Migrator WithProgress(SlogProgress(logger)) to see progress.
+type Commands struct {
+	Migrator *Migrator
+	// Funcs are the Go functions "tenants run" can call by name. Each runs
+	// in one transaction routed to its tenant (see RunInTenant).
+	Funcs map[string]func(ctx context.Context, tx *gorm.DB) error
+	Out   io.Writer // default os.Stdout
+}
+
+// ErrUsage is returned for a command line Commands does not understand.
+var ErrUsage = errors.New("tenantplugin: usage")
+
+// Usage is the command summary.
+const Usage = `commands:
+  migrate
+  tenants list
+  tenants create NAME [--domain HOST]...
+  tenants drop NAME
+  tenants domains NAME
+  tenants add-domain NAME HOST
+  tenants sql FILE (--tenant NAME | --all)
+  tenants run FUNC (--tenant NAME | --all)`
+
+// Run executes one command line (without the program name).
+func (c *Commands) Run(ctx context.Context, args []string) error {
+	out := c.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	m := c.Migrator
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command\n%s", ErrUsage, Usage)
+	}
+	if args[0] == "migrate" {
+		rep, err := m.Migrate(ctx)
+		if rep != nil {
+			fmt.Fprintln(out, rep.String())
+		}
+		return err
+	}
+	if args[0] != "tenants" || len(args) < 2 {
+		return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
+	}
+	pos, flags, err := parseFlags(args[2:], map[string]bool{"domain": true, "tenant": true, "all": false})
+	if err != nil {
+		return err
+	}
+	need := func(n int) error {
+		if len(pos) != n {
+			return fmt.Errorf("%w: tenants %s takes %d argument(s)\n%s", ErrUsage, args[1], n, Usage)
+		}
+		return nil
+	}
+	switch args[1] {
+	case "list":
+		names, err := m.Tenants(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			fmt.Fprintln(out, n)
+		}
+		return nil
+	case "create":
+		if err := need(1); err != nil {
+			return err
+		}
+		if err := m.CreateTenant(ctx, pos[0], flags["domain"]...); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "created tenant %s\n", pos[0])
+		return nil
+	case "drop":
+		if err := need(1); err != nil {
+			return err
+		}
+		if err := m.DropTenant(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "dropped tenant %s\n", pos[0])
+		return nil
+	case "domains":
+		if err := need(1); err != nil {
+			return err
+		}
+		hosts, err := m.Domains(ctx, pos[0])
+		for _, h := range hosts {
+			fmt.Fprintln(out, h)
+		}
+		return err
+	case "add-domain":
+		if err := need(2); err != nil {
+			return err
+		}
+		return m.AddDomain(ctx, pos[0], pos[1])
+	case "sql", "run":
+		if err := need(1); err != nil {
+			return err
+		}
+		var fn func(ctx context.Context, tx *gorm.DB) error
+		if args[1] == "sql" {
+			script, err := os.ReadFile(pos[0])
+			if err != nil {
+				return err
+			}
+			fn = func(ctx context.Context, tx *gorm.DB) error {
+				// No arguments: pgx sends it over the simple protocol,
+				// so a file may hold several statements.
+				_, err := tx.Statement.ConnPool.ExecContext(ctx, string(script))
+				return err
+			}
+		} else {
+			fn = c.Funcs[pos[0]]
+			if fn == nil {
+				names := make([]string, 0, len(c.Funcs))
+				for n := range c.Funcs {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				return fmt.Errorf("%w: no func %q (have: %s)", ErrUsage, pos[0], strings.Join(names, ", "))
+			}
+		}
+		return c.eachTarget(ctx, out, flags, fn)
+	}
+	return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
+}
+
+func (c *Commands) eachTarget(ctx context.Context, out io.Writer, flags map[string][]string, fn func(context.Context, *gorm.DB) error) error {
+	m := c.Migrator
+	_, all := flags["all"]
+	tenants := flags["tenant"]
+	if all == (len(tenants) > 0) {
+		return fmt.Errorf("%w: give either --tenant NAME or --all", ErrUsage)
+	}
+	names := tenants
+	if all {
+		var err error
+		if names, err = m.Tenants(ctx); err != nil {
+			return err
+		}
+	}
+	rep, err := m.run(ctx, "run", names, func(ctx context.Context, name string) (State, error) {
+		err := m.p.RunInTenant(ctx, name, func(tx *gorm.DB) error { return fn(tx.Statement.Context, tx) })
+		if err != nil {
+			return StateFailed, err
+		}
+		return StateDone, nil
+	})
+	fmt.Fprintln(out, rep.String())
+	return err
+}
+
+// parseFlags splits args into positional arguments and --name value /
+// --name=value flags; spec says which flags take a value.
+func parseFlags(args []string, spec map[string]bool) ([]string, map[string][]string, error) {
+	var pos []string
+	flags := map[string][]string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		takes, ok := spec[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: unknown flag %q", ErrUsage, a)
+		}
+		if !takes {
+			flags[name] = append(flags[name], "")
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, nil, fmt.Errorf("%w: flag %q needs a value", ErrUsage, a)
+			}
+			i++
+			val = args[i]
+		}
+		flags[name] = append(flags[name], val)
+	}
+	return pos, flags, nil
+}

@@ -1,0 +1,88 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"gorm.io/gorm"
+)
+
+// Job is a background job's payload. The tenant travels as a plain name in
+// the serialized payload, like any real queue would carry it, and is
+// validated again where the job runs.
+type Job struct {
+	Tenant string `json:"tenant"`
+	Kind   string `json:"kind"`
+	PollID uint   `json:"poll_id,omitempty"`
+}
+
+// Queue is a small in-process job queue: payloads are serialized to JSON on
+// Enqueue and decoded by the worker, as with an external broker.
+type Queue struct {
+	db   *gorm.DB
+	log  *slog.Logger
+	ch   chan []byte
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// NewQueue starts workers goroutines consuming the queue.
+func NewQueue(db *gorm.DB, log *slog.Logger, workers int) *Queue {
+	q := &Queue{db: db, log: log, ch: make(chan []byte, 1024)}
+	for i := 0; i < workers; i++ {
+		q.wg.Add(1)
+		go q.work()
+	}
+	return q
+}
+
+// Enqueue serializes and queues a job.
+func (q *Queue) Enqueue(j Job) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		q.log.Error("job not queued", "err", err)
+		return
+	}
+	q.ch <- b
+}
+
+// Close stops accepting jobs and waits for the queued ones to finish.
+func (q *Queue) Close() {
+	q.once.Do(func() { close(q.ch) })
+	q.wg.Wait()
+}
+
+func (q *Queue) work() {
+	defer q.wg.Done()
+	for payload := range q.ch {
+		if err := q.Run(context.Background(), payload); err != nil {
+			q.log.Error("job failed", "payload", string(payload), "err", err)
+		}
+	}
+}
+
+// Run executes one serialized job.
+func (q *Queue) Run(ctx context.Context, payload []byte) error {
+	var j Job
+	if err := json.Unmarshal(payload, &j); err != nil {
+		return fmt.Errorf("decode job: %w", err)
+	}
+	tctx, err := tenantplugin.ContextFor(ctx, j.Tenant) // re-validated here
+	if err != nil {
+		return err
+	}
+	db := q.db.WithContext(tctx)
+	switch j.Kind {
+	case "poll_created":
+		var p Poll
+		if err := db.First(&p, j.PollID).Error; err != nil {
+			return err
+		}
+		return db.Create(&Event{Kind: "poll_created", Detail: p.Question}).Error
+	}
+	return fmt.Errorf("unknown job kind %q", j.Kind)
+}
