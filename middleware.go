@@ -112,7 +112,8 @@ func defaultOnError(w http.ResponseWriter, _ *http.Request, status int, _ error)
 
 // NormalizeHost turns a Host header value into the form the registry keeps:
 // the port stripped, lower case, no trailing dot. It rejects anything that is
-// not a well-formed DNS name or IP address (ErrMalformedHost).
+// not a well-formed DNS name or IP address (ErrMalformedHost). Underscores are
+// allowed in labels (tenant names may hold them, and so may subdomains).
 func NormalizeHost(host string) (string, error) {
 	h := host
 	if strings.HasPrefix(h, "[") { // [::1]:8080
@@ -124,7 +125,7 @@ func NormalizeHost(host string) (string, error) {
 		if ip == nil || (len(h) > end+1 && !validPort(h[end+1:])) {
 			return "", malformed(host, "bad IPv6 literal or port")
 		}
-		return strings.ToLower(ip.String()), nil
+		return "[" + strings.ToLower(ip.String()) + "]", nil
 	}
 	if i := strings.LastIndexByte(h, ':'); i >= 0 {
 		if !validPort(h[i:]) {
@@ -148,7 +149,7 @@ func NormalizeHost(host string) (string, error) {
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				return "", malformed(host, fmt.Sprintf("character %q", c))
 			}
 		}

@@ -52,9 +52,12 @@ type Event struct {
 // BaseDomain is where tenants live as subdomains: thor.polls.localhost.
 const BaseDomain = "polls.localhost"
 
-// NewPlugin declares the example's models.
-func NewPlugin() *tenantplugin.Plugin {
-	return tenantplugin.New(tenantplugin.WithTenantModels(&Poll{}, &Choice{}, &Vote{}, &Event{}))
+// NewPlugin declares the example's models; opts may add more (tests give
+// each run a shared schema of its own with WithSharedSchema).
+func NewPlugin(opts ...tenantplugin.Option) *tenantplugin.Plugin {
+	return tenantplugin.New(append([]tenantplugin.Option{
+		tenantplugin.WithTenantModels(&Poll{}, &Choice{}, &Vote{}, &Event{}),
+	}, opts...)...)
 }
 
 // App serves the JSON API.
