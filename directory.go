@@ -146,7 +146,9 @@ func (d *Directory) Exists(ctx context.Context, name string) (bool, error) {
 // database is unreachable, say): the middleware answers 503.
 type RegistryError struct{ Err error }
 
-func (e *RegistryError) Error() string { return "tenantplugin: tenant registry unavailable: " + e.Err.Error() }
+func (e *RegistryError) Error() string {
+	return "tenantplugin: tenant registry unavailable: " + e.Err.Error()
+}
 func (e *RegistryError) Unwrap() error { return e.Err }
 
 type unknownHostError struct{ host string }
