@@ -1,0 +1,287 @@
+package integration_test
+
+// Benchmarks against the same PostgreSQL as the tests. The default sizes are
+// small so that `go test -bench . -benchtime 1x` (run by scripts/test.sh)
+// keeps every benchmark alive in a few seconds; scripts/bench.sh runs the
+// published sizes (TENANTPLUGIN_BENCH_TENANTS=1,100,1000 and, for the brave,
+// 10000).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/go-gormigrate/gormigrate/v2"
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+)
+
+// benchSizes reads TENANTPLUGIN_BENCH_TENANTS (comma-separated), default small.
+func benchSizes(def ...int) []int {
+	v := os.Getenv("TENANTPLUGIN_BENCH_TENANTS")
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Item is the benchmark's tenant model.
+type Item struct {
+	ID    uint `gorm:"primaryKey"`
+	Name  string
+	Price int
+}
+
+// PlainItem is the same table for plain GORM, qualified by hand.
+type PlainItem struct {
+	ID    uint `gorm:"primaryKey"`
+	Name  string
+	Price int
+}
+
+func (PlainItem) TableName() string { return "bench_plain.items" }
+
+var benchN atomic.Int64
+
+type benchEnv struct {
+	db    *gorm.DB // with the plugin
+	plain *gorm.DB // without
+	p     *tenantplugin.Plugin
+	m     *tenantplugin.Migrator
+	names []string
+	ctxs  []context.Context
+}
+
+// newBenchEnv creates n tenants holding rows items each, on pools of maxConns.
+func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migration) *benchEnv {
+	b.Helper()
+	shared := fmt.Sprintf("bench_shared_%d", benchN.Add(1))
+	db, err := server.Open(maxConns, nil)
+	require.NoError(b, err)
+	p := tenantplugin.New(tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))
+	require.NoError(b, db.Use(p))
+	m := p.Migrator(db, tenantplugin.WithMigrations(migs...))
+	require.NoError(b, m.MigrateShared(context.Background()))
+	e := &benchEnv{db: db, p: p, m: m}
+	for i := 0; i < n; i++ {
+		e.names = append(e.names, fmt.Sprintf("b%d_%s", i, shared))
+	}
+	if n > 0 {
+		_, err = m.CreateTenants(context.Background(), e.names)
+		require.NoError(b, err)
+	}
+	for _, name := range e.names {
+		ctx := tenantplugin.WithTenant(context.Background(), name)
+		e.ctxs = append(e.ctxs, ctx)
+		if rows > 0 {
+			items := make([]Item, rows)
+			for j := range items {
+				items[j] = Item{Name: fmt.Sprintf("item %d", j), Price: j}
+			}
+			require.NoError(b, db.WithContext(ctx).Create(&items).Error)
+		}
+	}
+	e.plain, err = server.Open(maxConns, nil)
+	require.NoError(b, err)
+	b.Cleanup(func() {
+		for _, g := range []*gorm.DB{e.db, e.plain} {
+			if s, err := g.DB(); err == nil {
+				s.Close()
+			}
+		}
+	})
+	return e
+}
+
+// BenchmarkOverhead compares the plugin with plain GORM on a hand-qualified
+// table, one connection each, for the four statement shapes of the README.
+func BenchmarkOverhead(b *testing.B) {
+	e := newBenchEnv(b, 1, 10, 1)
+	ctx := e.ctxs[0]
+	require.NoError(b, e.plain.Exec(`CREATE SCHEMA IF NOT EXISTS bench_plain`).Error)
+	require.NoError(b, e.plain.Exec(`DROP TABLE IF EXISTS bench_plain.items`).Error)
+	require.NoError(b, e.plain.Exec(`CREATE TABLE bench_plain.items (LIKE "`+e.names[0]+`".items INCLUDING ALL)`).Error)
+	require.NoError(b, e.plain.Exec(`INSERT INTO bench_plain.items SELECT * FROM "`+e.names[0]+`".items`).Error)
+
+	shapes := []struct {
+		name         string
+		plugin, gorm func(b *testing.B)
+	}{
+		{"First",
+			func(b *testing.B) {
+				var it Item
+				must(b, e.db.WithContext(ctx).First(&it).Error)
+			},
+			func(b *testing.B) {
+				var it PlainItem
+				must(b, e.plain.WithContext(context.Background()).First(&it).Error)
+			}},
+		{"Find10",
+			func(b *testing.B) {
+				var its []Item
+				must(b, e.db.WithContext(ctx).Limit(10).Find(&its).Error)
+			},
+			func(b *testing.B) {
+				var its []PlainItem
+				must(b, e.plain.WithContext(context.Background()).Limit(10).Find(&its).Error)
+			}},
+		{"Create",
+			func(b *testing.B) {
+				must(b, e.db.WithContext(ctx).Create(&Item{Name: "new", Price: 1}).Error)
+			},
+			func(b *testing.B) {
+				must(b, e.plain.WithContext(context.Background()).Create(&PlainItem{Name: "new", Price: 1}).Error)
+			}},
+		{"Updates",
+			func(b *testing.B) {
+				must(b, e.db.WithContext(ctx).Model(&Item{ID: 1}).Updates(Item{Name: "upd", Price: 2}).Error)
+			},
+			func(b *testing.B) {
+				must(b, e.plain.WithContext(context.Background()).Model(&PlainItem{ID: 1}).Updates(PlainItem{Name: "upd", Price: 2}).Error)
+			}},
+	}
+	for _, s := range shapes {
+		b.Run(s.name+"/gorm", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				s.gorm(b)
+			}
+		})
+		b.Run(s.name+"/plugin", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				s.plugin(b)
+			}
+		})
+	}
+}
+
+func must(b *testing.B, err error) {
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRoundRobin reads one row by primary key from tenant i mod N, on
+// one connection, and with 8 goroutines on a pool of 8.
+func BenchmarkRoundRobin(b *testing.B) {
+	for _, n := range benchSizes(1, 10) {
+		e := newBenchEnv(b, n, 1, 8)
+		sqlDB, err := e.db.DB()
+		require.NoError(b, err)
+		b.Run(fmt.Sprintf("tenants=%d/serial", n), func(b *testing.B) {
+			sqlDB.SetMaxOpenConns(1)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				var it Item
+				must(b, e.db.WithContext(e.ctxs[i%n]).Take(&it, 1).Error)
+			}
+		})
+		b.Run(fmt.Sprintf("tenants=%d/parallel8", n), func(b *testing.B) {
+			sqlDB.SetMaxOpenConns(8)
+			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0))) // 8 goroutines
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1))
+					var it Item
+					if err := e.db.WithContext(e.ctxs[i%n]).Take(&it, 1).Error; err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkCreateTenants: creating tenants by replaying captured DDL versus
+// running AutoMigrate in each new schema.
+func BenchmarkCreateTenants(b *testing.B) {
+	for _, n := range benchSizes(4) {
+		for _, mode := range []string{"replay", "automigrate"} {
+			b.Run(fmt.Sprintf("tenants=%d/%s", n, mode), func(b *testing.B) {
+				e := newBenchEnv(b, 0, 0, 8)
+				var opts []tenantplugin.MigratorOption
+				if mode == "automigrate" {
+					opts = append(opts, tenantplugin.WithAutoMigrateCreate())
+				}
+				m := e.p.Migrator(e.db, opts...)
+				_, err := m.CreateTenants(context.Background(), nil) // capture DDL outside the timing
+				require.NoError(b, err)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					names := make([]string, n)
+					for j := range names {
+						names[j] = fmt.Sprintf("c%d_%d_%d", benchN.Add(1), i, j)
+					}
+					_, err := m.CreateTenants(context.Background(), names)
+					must(b, err)
+				}
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N*n), "ms/tenant")
+			})
+		}
+	}
+}
+
+// BenchmarkMigrateUpToDate: MigrateTenants over N up-to-date tenants, by the
+// fingerprint fast path versus running AutoMigrate in each (WithForce).
+func BenchmarkMigrateUpToDate(b *testing.B) {
+	for _, n := range benchSizes(4) {
+		e := newBenchEnv(b, n, 0, 8)
+		for _, mode := range []string{"fingerprint", "automigrate"} {
+			b.Run(fmt.Sprintf("tenants=%d/%s", n, mode), func(b *testing.B) {
+				var opts []tenantplugin.MigratorOption
+				if mode == "automigrate" {
+					opts = append(opts, tenantplugin.WithForce())
+				}
+				for i := 0; i < b.N; i++ {
+					rep, err := e.p.Migrator(e.db, opts...).MigrateTenants(context.Background())
+					must(b, err)
+					if rep.Failed > 0 {
+						b.Fatal(rep)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/run")
+			})
+		}
+	}
+}
+
+// BenchmarkMigrateNewColumn: one new migration adding a column, applied to N
+// tenants.
+func BenchmarkMigrateNewColumn(b *testing.B) {
+	for _, n := range benchSizes(4) {
+		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				e := newBenchEnv(b, n, 0, 8)
+				col := &gormigrate.Migration{ID: "add_sku", Migrate: func(tx *gorm.DB) error {
+					return tx.Exec("ALTER TABLE items ADD COLUMN sku text").Error
+				}}
+				m := e.p.Migrator(e.db, tenantplugin.WithMigrations(col))
+				b.StartTimer()
+				rep, err := m.MigrateTenants(context.Background())
+				must(b, err)
+				if rep.Migrated != n {
+					b.Fatal(rep)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N*n), "ms/tenant")
+		})
+	}
+}
