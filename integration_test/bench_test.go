@@ -19,7 +19,9 @@ import (
 	"github.com/go-gormigrate/gormigrate/v2"
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/stretchr/testify/require"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 )
 
 // benchSizes reads TENANTPLUGIN_BENCH_TENANTS (comma-separated), default small.
@@ -69,7 +71,7 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migration) *benchEnv {
 	b.Helper()
 	shared := fmt.Sprintf("bench_shared_%d", benchN.Add(1))
-	db, err := server.Open(maxConns, nil)
+	db, err := openBench(maxConns)
 	require.NoError(b, err)
 	p := tenantplugin.New(tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))
 	require.NoError(b, db.Use(p))
@@ -94,7 +96,7 @@ func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migrat
 			require.NoError(b, db.WithContext(ctx).Create(&items).Error)
 		}
 	}
-	e.plain, err = server.Open(maxConns, nil)
+	e.plain, err = openBench(maxConns)
 	require.NoError(b, err)
 	b.Cleanup(func() {
 		for _, g := range []*gorm.DB{e.db, e.plain} {
@@ -104,6 +106,21 @@ func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migrat
 		}
 	})
 	return e
+}
+
+// openBench opens GORM on the run's database; TENANTPLUGIN_BENCH_DSN_PARAMS
+// adds pgx connection parameters (default_query_exec_mode=exec, say) so that
+// driver settings can be compared in one run.
+func openBench(maxConns int) (*gorm.DB, error) {
+	params := os.Getenv("TENANTPLUGIN_BENCH_DSN_PARAMS")
+	if params == "" {
+		return server.Open(maxConns, nil)
+	}
+	sqlDB, err := server.OpenSQL(server.URL+"&"+params, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	return gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
 }
 
 // BenchmarkOverhead compares the plugin with plain GORM on a hand-qualified
