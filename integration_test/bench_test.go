@@ -108,19 +108,35 @@ func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migrat
 	return e
 }
 
-// openBench opens GORM on the run's database; TENANTPLUGIN_BENCH_DSN_PARAMS
-// adds pgx connection parameters (default_query_exec_mode=exec, say) so that
-// driver settings can be compared in one run.
+// openBench opens GORM on the run's database the way the README recommends,
+// through tenantplugin.Open. TENANTPLUGIN_BENCH_DRIVER=pgx-default opens it
+// with gorm's postgres.Open instead (pgx's defaults), and
+// TENANTPLUGIN_BENCH_DSN_PARAMS adds pgx parameters (e.g.
+// default_query_exec_mode=exec), so driver settings can be compared.
 func openBench(maxConns int) (*gorm.DB, error) {
-	params := os.Getenv("TENANTPLUGIN_BENCH_DSN_PARAMS")
-	if params == "" {
-		return server.Open(maxConns, nil)
+	dsn := server.URL
+	if p := os.Getenv("TENANTPLUGIN_BENCH_DSN_PARAMS"); p != "" {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		dsn += sep + p
 	}
-	sqlDB, err := server.OpenSQL(server.URL+"&"+params, maxConns)
+	d := tenantplugin.Open(dsn)
+	if os.Getenv("TENANTPLUGIN_BENCH_DRIVER") == "pgx-default" {
+		d = postgres.Open(dsn)
+	}
+	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		return nil, err
 	}
-	return gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(maxConns)
+	sqlDB.SetMaxIdleConns(maxConns)
+	return db, nil
 }
 
 // BenchmarkOverhead compares the plugin with plain GORM on a hand-qualified
@@ -299,6 +315,45 @@ func BenchmarkMigrateNewColumn(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N*n), "ms/tenant")
+		})
+	}
+}
+
+// BenchmarkBuild measures the CPU cost of building each statement without
+// sending it (DryRun): the plugin's own per-statement overhead, free of the
+// network and server noise that BenchmarkOverhead carries.
+func BenchmarkBuild(b *testing.B) {
+	e := newBenchEnv(b, 1, 0, 1)
+	ctx := e.ctxs[0]
+	pdb := e.db.Session(&gorm.Session{DryRun: true, SkipDefaultTransaction: true})
+	gdb := e.plain.Session(&gorm.Session{DryRun: true, SkipDefaultTransaction: true})
+	shapes := []struct {
+		name         string
+		plugin, gorm func() error
+	}{
+		{"First", func() error { var it Item; return pdb.WithContext(ctx).First(&it).Error },
+			func() error { var it PlainItem; return gdb.WithContext(context.Background()).First(&it).Error }},
+		{"Find10", func() error { var its []Item; return pdb.WithContext(ctx).Limit(10).Find(&its).Error },
+			func() error { var its []PlainItem; return gdb.WithContext(context.Background()).Limit(10).Find(&its).Error }},
+		{"Create", func() error { return pdb.WithContext(ctx).Create(&Item{Name: "n", Price: 1}).Error },
+			func() error { return gdb.WithContext(context.Background()).Create(&PlainItem{Name: "n", Price: 1}).Error }},
+		{"Updates", func() error { return pdb.WithContext(ctx).Model(&Item{ID: 1}).Updates(Item{Name: "u", Price: 2}).Error },
+			func() error {
+				return gdb.WithContext(context.Background()).Model(&PlainItem{ID: 1}).Updates(PlainItem{Name: "u", Price: 2}).Error
+			}},
+	}
+	for _, s := range shapes {
+		b.Run(s.name+"/gorm", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				must(b, s.gorm())
+			}
+		})
+		b.Run(s.name+"/plugin", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				must(b, s.plugin())
+			}
 		})
 	}
 }
