@@ -7,7 +7,7 @@ import (
 
 // GuardDefaultSearchPath sets the current role's default search_path in the
 // current database to empty (ALTER ROLE CURRENT_USER IN DATABASE ... SET
-// search_path TO ''). New sessions then resolve no unqualified table name at
+// search_path TO ”). New sessions then resolve no unqualified table name at
 // all: SQL that bypasses the plugin (a raw statement run without a tenant, a
 // forgotten code path, a connection opened elsewhere with the same role)
 // fails with "relation does not exist" instead of reading the shared schema.

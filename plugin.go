@@ -146,6 +146,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 
 	p.db = db
 	p.rootPool = db.ConnPool
+	installDriftRetry(db)
 	if err := p.registerCallbacks(db); err != nil {
 		return err
 	}

@@ -334,9 +334,14 @@ func BenchmarkBuild(b *testing.B) {
 		{"First", func() error { var it Item; return pdb.WithContext(ctx).First(&it).Error },
 			func() error { var it PlainItem; return gdb.WithContext(context.Background()).First(&it).Error }},
 		{"Find10", func() error { var its []Item; return pdb.WithContext(ctx).Limit(10).Find(&its).Error },
-			func() error { var its []PlainItem; return gdb.WithContext(context.Background()).Limit(10).Find(&its).Error }},
+			func() error {
+				var its []PlainItem
+				return gdb.WithContext(context.Background()).Limit(10).Find(&its).Error
+			}},
 		{"Create", func() error { return pdb.WithContext(ctx).Create(&Item{Name: "n", Price: 1}).Error },
-			func() error { return gdb.WithContext(context.Background()).Create(&PlainItem{Name: "n", Price: 1}).Error }},
+			func() error {
+				return gdb.WithContext(context.Background()).Create(&PlainItem{Name: "n", Price: 1}).Error
+			}},
 		{"Updates", func() error { return pdb.WithContext(ctx).Model(&Item{ID: 1}).Updates(Item{Name: "u", Price: 2}).Error },
 			func() error {
 				return gdb.WithContext(context.Background()).Model(&PlainItem{ID: 1}).Updates(PlainItem{Name: "u", Price: 2}).Error

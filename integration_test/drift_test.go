@@ -1,0 +1,71 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// TestSchemaDriftIsRetried: a table changes under a statement the driver has
+// cached (as while a migration rolls out); the next read must not fail,
+// with pgx's prepared-statement cache and with tenantplugin.Open's
+// description cache alike. Inside a transaction the error must reach the
+// caller.
+func TestSchemaDriftIsRetried(t *testing.T) {
+	for _, mode := range []string{"pgx-default", "tenantplugin.Open"} {
+		t.Run(mode, func(t *testing.T) {
+			d := tenantplugin.Open(server.URL)
+			if mode == "pgx-default" {
+				d = postgres.Open(server.URL)
+			}
+			db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard})
+			require.NoError(t, err)
+			sqlDB, _ := db.DB()
+			defer sqlDB.Close()
+			sqlDB.SetMaxOpenConns(1)
+			p := tenantplugin.New(tenantplugin.WithSharedSchema(fmt.Sprintf("drift_%d", sharedN.Add(1))),
+				tenantplugin.WithSharedModels(&Plan{}),
+				tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}))
+			require.NoError(t, db.Use(p))
+			m := p.Migrator(db)
+			ctx := context.Background()
+			require.NoError(t, m.MigrateShared(ctx))
+			name := fmt.Sprintf("drift%d", tenantN.Add(1))
+			require.NoError(t, m.CreateTenant(ctx, name))
+			tdb := db.WithContext(tenantplugin.WithTenant(ctx, name))
+			require.NoError(t, tdb.Create(&Poll{Question: "q", Owner: name}).Error)
+			for i := 0; i < 6; i++ { // past pgx's and PostgreSQL's plan caching thresholds
+				var ps []Poll
+				require.NoError(t, tdb.Find(&ps).Error)
+			}
+			alter := func(col string) {
+				other, err := server.Open(1, nil)
+				require.NoError(t, err)
+				defer func() { s, _ := other.DB(); s.Close() }()
+				require.NoError(t, other.Exec(fmt.Sprintf(`ALTER TABLE %s.polls ADD COLUMN %s text`, tenantplugin.QuoteIdentifier(name), col)).Error)
+			}
+			alter("extra")
+			var ps []Poll
+			require.NoError(t, tdb.Find(&ps).Error, "a read after the table changed")
+			assert.Len(t, ps, 1)
+
+			// In a transaction nothing can be retried: the error surfaces.
+			for i := 0; i < 6; i++ {
+				require.NoError(t, tdb.Find(&ps).Error)
+			}
+			alter("extra2")
+			err = tdb.Transaction(func(tx *gorm.DB) error { return tx.Find(&ps).Error })
+			if err != nil {
+				assert.Contains(t, err.Error(), name)
+			}
+			require.NoError(t, tdb.Find(&ps).Error)
+		})
+	}
+}
