@@ -52,30 +52,54 @@ type skippingMigrator struct {
 	skip func(table string) bool
 }
 
-func (m skippingMigrator) skipped(value any) bool {
-	var table string
-	switch v := value.(type) {
-	case string:
-		table = v
-	default:
-		if m.db.Statement.Table != "" {
-			table = m.db.Statement.Table
-		} else {
-			stmt := &gorm.Statement{DB: m.db}
-			if err := stmt.Parse(value); err != nil {
-				return false
-			}
-			table = stmt.Table
-		}
+// tableOf returns the table a migrator call is about, as given (possibly
+// "schema.table").
+func (m skippingMigrator) tableOf(value any) (string, bool) {
+	if v, ok := value.(string); ok {
+		return v, true
 	}
-	if i := strings.LastIndexByte(table, '.'); i >= 0 {
+	if m.db.Statement.Table != "" {
+		return m.db.Statement.Table, true
+	}
+	stmt := &gorm.Statement{DB: m.db}
+	if err := stmt.Parse(value); err != nil {
+		return "", false
+	}
+	return stmt.Schema.Table, true
+}
+
+func (m skippingMigrator) skipped(value any) bool {
+	table, ok := m.tableOf(value)
+	if !ok || strings.IndexByte(table, '.') >= 0 {
 		return false // explicitly qualified: the app knows where it lives
 	}
 	return m.skip(table)
 }
 
+// HasTable asks pg_catalog directly: GORM's query goes through
+// information_schema.tables, whose privilege checks over every table of
+// every tenant make it slow once the catalog holds thousands of tenants.
 func (m skippingMigrator) HasTable(value any) bool {
-	return m.skipped(value) || m.Migrator.HasTable(value)
+	if m.skipped(value) {
+		return true
+	}
+	table, ok := m.tableOf(value)
+	if !ok {
+		return m.Migrator.HasTable(value)
+	}
+	schema := "pg_catalog.current_schema()"
+	args := []any{table}
+	if i := strings.IndexByte(table, '.'); i >= 0 {
+		schema, args = "$2", []any{table[i+1:], table[:i]}
+	}
+	var exists bool
+	row := m.db.Statement.ConnPool.QueryRowContext(m.db.Statement.Context,
+		"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"+
+			" WHERE n.nspname = "+schema+" AND c.relname = $1 AND c.relkind IN ('r', 'p'))", args...)
+	if err := row.Scan(&exists); err != nil {
+		return m.Migrator.HasTable(value)
+	}
+	return exists
 }
 
 func (m skippingMigrator) CreateTable(values ...any) error {

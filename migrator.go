@@ -483,8 +483,12 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 			state = StateUpToDate
 			return nil
 		}
-		if err := tx.Migrator().AutoMigrate(m.p.tenantModelList()...); err != nil {
-			return fmt.Errorf("automigrate: %w", err)
+		// Same model shape as at its last migration: AutoMigrate would find
+		// nothing to do, so only the migrations run.
+		if m.force || !plan.sameShape(rec.Fingerprint) {
+			if err := tx.Migrator().AutoMigrate(m.p.tenantModelList()...); err != nil {
+				return fmt.Errorf("automigrate: %w", err)
+			}
 		}
 		if err := runGormigrate(tx, m.migrations); err != nil {
 			return err
@@ -605,8 +609,8 @@ func (p *Plugin) tenantModelList() []any { return p.tenantModels }
 // empty schema, captured once per Migrator by running AutoMigrate in a
 // scratch schema inside a transaction that is rolled back. Replaying it
 // builds a new tenant without AutoMigrate's catalog inspection, in one round
-// trip. fingerprint hashes the DDL and the migration IDs: a tenant migrated
-// under the same fingerprint needs no work.
+// trip. fingerprint hashes the schema shape and the migration IDs: a tenant
+// migrated under the same fingerprint needs no work.
 type ddlPlan struct {
 	// stmts run in order; consecutive statements without arguments are
 	// joined into one script (one round trip over the simple protocol).
@@ -697,16 +701,26 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	// back from the catalog, not GORM's statements: GORM walks maps while
 	// migrating, so its statement order (and whether a foreign key comes
 	// inline or as ALTER TABLE) varies from run to run.
-	h := sha256.New()
-	h.Write([]byte("tenantplugin/v1\n"))
+	// It has two halves: the model shape, then the migration list. When only
+	// the list changed (a new migration), AutoMigrate has nothing to do and
+	// only the migrations run.
+	hs := sha256.New()
+	hs.Write([]byte("tenantplugin/v1\n"))
 	for _, l := range shape {
-		h.Write([]byte(strings.ReplaceAll(l, scratch, "$S") + "\n"))
+		hs.Write([]byte(strings.ReplaceAll(l, scratch, "$S") + "\n"))
 	}
+	hm := sha256.New()
 	for _, mig := range m.migrations { // in order: order matters here
-		fmt.Fprintf(h, "migration %s\n", mig.ID)
+		fmt.Fprintf(hm, "migration %s\n", mig.ID)
 	}
-	plan.fingerprint = hex.EncodeToString(h.Sum(nil))[:32]
+	plan.fingerprint = hex.EncodeToString(hs.Sum(nil))[:16] + hex.EncodeToString(hm.Sum(nil))[:16]
 	return plan, nil
+}
+
+// sameShape reports whether a recorded fingerprint has this plan's model
+// shape (its first half).
+func (plan *ddlPlan) sameShape(recorded string) bool {
+	return len(recorded) == len(plan.fingerprint) && recorded[:16] == plan.fingerprint[:16]
 }
 
 // replay runs the captured DDL on tx, whose search_path is the new tenant's.
