@@ -362,3 +362,38 @@ func BenchmarkBuild(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBackendMemory reports a backend's memory (pg_backend_memory_contexts)
+// before and after one connection reads from each of N tenants: the catalog
+// cache a backend keeps per schema it touched, which only closing the
+// connection releases (tenantplugin.Open recycles connections after
+// DefaultConnMaxLifetime).
+func BenchmarkBackendMemory(b *testing.B) {
+	for _, n := range benchSizes(4) {
+		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+			e := newBenchEnv(b, n, 1, 1)
+			var before, after float64
+			for i := 0; i < b.N; i++ {
+				sqlDB, err := e.db.DB()
+				require.NoError(b, err)
+				sqlDB.SetMaxOpenConns(1)
+				sqlDB.SetMaxIdleConns(0) // a fresh backend per iteration
+				sqlDB.SetMaxIdleConns(1)
+				memory := func() float64 {
+					var total int64
+					must(b, e.db.Raw("SELECT sum(total_bytes) FROM pg_backend_memory_contexts").Scan(&total).Error)
+					return float64(total) / (1 << 20)
+				}
+				before = memory()
+				for _, ctx := range e.ctxs {
+					var it Item
+					must(b, e.db.WithContext(ctx).Take(&it, 1).Error)
+				}
+				after = memory()
+			}
+			b.ReportMetric(before, "MB-before")
+			b.ReportMetric(after, "MB-after")
+			b.ReportMetric((after-before)*1024/float64(n), "kB/tenant")
+		})
+	}
+}

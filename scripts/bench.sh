@@ -25,7 +25,7 @@ awk '/^Benchmark/ {
   for (i=3; i<=NF; i++) {
     if ($(i+1) == "ns/op") us=sprintf("%.0f", $i/1000)
     else if ($(i+1) == "allocs/op") allocs=$i
-    else if ($(i+1) ~ /\// && $(i+1) != "B/op" && $(i+1) != "ns/op") other=other $i " " $(i+1) " "
+    else if ($i ~ /^[0-9.]+$/ && $(i+1) != "B/op" && $(i+1) != "ns/op") other=other $i " " $(i+1) " "
   }
   printf "| %s | %s | %s | %s|\n", name, us, allocs, other
 }' "$out"

@@ -26,7 +26,6 @@ import (
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/gorm-tenancy/tenantplugin/examples/polls/app"
 	"github.com/jackc/pgx/v5"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -57,7 +56,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 			return err
 		}
 	}
-	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	db, err := gorm.Open(tenantplugin.Open(dsn), &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
@@ -67,7 +66,6 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	defer sqlDB.Close()
 	sqlDB.SetMaxOpenConns(16)
-	sqlDB.SetConnMaxLifetime(30 * time.Minute) // bounds each backend's catalog cache
 	plugin := app.NewPlugin()
 	if err := db.Use(plugin); err != nil {
 		return err
