@@ -1,0 +1,92 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+)
+
+// FuzzNameEntryPoints feeds one name to every place a tenant name enters:
+// WithTenant, RunInTenant, CreateTenant, DropTenant, ContextFor (job
+// payloads), the header and path resolvers of the middleware. An invalid name
+// must fail with ErrInvalidTenantName at each of them and send no SQL; a
+// canary table proves no injected statement ever ran. `go test` runs the
+// seeds; `go test -fuzz FuzzNameEntryPoints ./integration_test` explores.
+func FuzzNameEntryPoints(f *testing.F) {
+	for _, s := range hostileNames {
+		f.Add(s)
+	}
+	f.Add("valid_fuzz_name")
+	e := newIsolatedEnv(f, 2)
+	require.NoError(f, e.db.Exec(`CREATE TABLE IF NOT EXISTS `+e.shared+`.canary (id int)`).Error)
+	require.NoError(f, e.db.Exec(`INSERT INTO `+e.shared+`.canary VALUES (1)`).Error)
+	f.Fuzz(func(t *testing.T, name string) {
+		ctx := context.Background()
+		valid := tenantplugin.ValidateName(name) == nil && name != e.shared
+		isInvalid := func(err error) {
+			t.Helper()
+			if !errors.Is(err, tenantplugin.ErrInvalidTenantName) {
+				t.Fatalf("name %q: got %v, want ErrInvalidTenantName", name, err)
+			}
+		}
+		dir := e.p.Directory()
+		h := tenantplugin.Middleware(tenantplugin.Resolvers(
+			tenantplugin.PathPrefixResolver("/t", dir), tenantplugin.HeaderResolver("X-Tenant", dir),
+		))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n, _ := tenantplugin.FromContext(r.Context())
+			if n != name {
+				t.Errorf("middleware routed %q to %q", name, n)
+			}
+		}))
+		payload, _ := json.Marshal(map[string]string{"tenant": name})
+
+		if !valid {
+			before := server.Counter.Count()
+			isInvalid(e.db.WithContext(tenantplugin.WithTenant(ctx, name)).Find(&[]Poll{}).Error)
+			isInvalid(e.db.WithContext(tenantplugin.WithTenant(ctx, name)).Exec("SELECT 1").Error)
+			isInvalid(e.p.RunInTenant(ctx, name, func(*gorm.DB) error { return nil }))
+			if name != e.shared {
+				isInvalid(e.m.CreateTenant(ctx, name))
+				isInvalid(e.m.DropTenant(ctx, name))
+			}
+			var job struct{ Tenant string }
+			require.NoError(t, json.Unmarshal(payload, &job))
+			_, err := tenantplugin.ContextFor(ctx, job.Tenant)
+			isInvalid(err)
+			if name != "" {
+				req := httptest.NewRequest("GET", "http://x.example/", nil)
+				req.Header.Set("X-Tenant", name)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusBadRequest {
+					t.Fatalf("header %q: status %d, want 400", name, rec.Code)
+				}
+			}
+			if after := server.Counter.Count(); after != before {
+				t.Fatalf("name %q: %d statements were sent", name, after-before)
+			}
+		} else {
+			// A valid name works end to end and is removed again.
+			require.NoError(t, e.m.CreateTenant(ctx, name))
+			req := httptest.NewRequest("GET", "http://x.example/t/"+name+"/polls", nil)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("path for %q: status %d", name, rec.Code)
+			}
+			require.NoError(t, e.m.DropTenant(ctx, name))
+		}
+		var n int64
+		require.NoError(t, e.db.Raw(`SELECT count(*) FROM `+e.shared+`.canary`).Scan(&n).Error)
+		if n != 1 {
+			t.Fatalf("canary table changed after %q", name)
+		}
+	})
+}
