@@ -32,6 +32,15 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	if err := cb.Raw().Before("gorm:raw").Register("tenantplugin:record", record); err != nil {
 		return err
 	}
+	for _, err := range []error{
+		cb.Create().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
+		cb.Update().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
+		cb.Delete().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
+	} {
+		if err != nil {
+			return err
+		}
+	}
 	for _, r := range regs {
 		if err := r.before(); err != nil {
 			return err
@@ -88,17 +97,17 @@ func (p *Plugin) route(db *gorm.DB) {
 	if !needPath || v == nil {
 		return
 	}
-	path := p.searchPath(v)
+	routeSQL, routeArgs := p.routeStatement(v)
 	if _, inTx := stmt.ConnPool.(gorm.TxCommitter); inTx {
 		if isSavepointSQL(stmt) {
 			return
 		}
-		if _, err := stmt.ConnPool.ExecContext(stmt.Context, setPathSQL, path); err != nil {
+		if _, err := stmt.ConnPool.ExecContext(stmt.Context, routeSQL, routeArgs...); err != nil {
 			db.AddError(&TenantError{Tenant: v.label(), Op: "set search_path", Err: err})
 		}
 		return
 	}
-	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, path: path, tenant: v.label()}
+	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: routeSQL, routeArgs: routeArgs, tenant: v.label()}
 }
 
 // translateError runs after every statement: it turns "relation does not
@@ -250,5 +259,3 @@ func isSavepointSQL(stmt *gorm.Statement) bool {
 	s := stmt.SQL.String()
 	return len(s) > 10 && (s[:10] == "SAVEPOINT " || (len(s) > 21 && s[:21] == "ROLLBACK TO SAVEPOINT") || (len(s) > 18 && s[:18] == "RELEASE SAVEPOINT "))
 }
-
-const setPathSQL = "SELECT set_config('search_path', $1, true)"

@@ -69,8 +69,9 @@ func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.
 		if !exists {
 			return &unknownTenantError{tenant: name}
 		}
-		if err := setPath(tx, p.searchPath(v)); err != nil {
-			return err
+		routeSQL, routeArgs := p.routeStatement(v)
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, routeSQL, routeArgs...); err != nil {
+			return fmt.Errorf("tenantplugin: route transaction: %w", err)
 		}
 		return fn(tx.WithContext(withPathSet(ctx, v)))
 	})

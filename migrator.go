@@ -236,7 +236,13 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 		if err := stx.Migrator().AutoMigrate(models...); err != nil {
 			return fmt.Errorf("automigrate shared models: %w", err)
 		}
-		return runGormigrate(stx, m.sharedMigrations)
+		if err := runGormigrate(stx, m.sharedMigrations); err != nil {
+			return err
+		}
+		if p.roles {
+			return p.setupSharedAccess(tx)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("tenantplugin: migrate shared schema %q: %w", p.sharedSchema, err)
@@ -353,6 +359,11 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 		if err := runGormigrate(ttx, m.migrations); err != nil {
 			return err
 		}
+		if p.roles {
+			if err := p.setupTenantRole(tx, v); err != nil {
+				return err
+			}
+		}
 		return markMigrated(ttx, name, plan.fingerprint)
 	})
 }
@@ -406,8 +417,13 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 		if res.RowsAffected == 0 {
 			return &unknownTenantError{tenant: name, detail: "not registered"}
 		}
-		_, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA IF EXISTS "+QuoteIdentifier(name)+" CASCADE")
-		return err
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA IF EXISTS "+QuoteIdentifier(name)+" CASCADE"); err != nil {
+			return err
+		}
+		if m.p.roles {
+			return m.p.dropTenantRole(tx, name)
+		}
+		return nil
 	})
 	m.p.Directory().Invalidate()
 	if err != nil && !errors.Is(err, ErrUnknownTenant) {

@@ -38,6 +38,7 @@ type Plugin struct {
 	sharedQuoted string
 	sharedModels []any
 	tenantModels []any
+	roles        bool
 
 	// Filled by Initialize; read-only afterwards.
 	db           *gorm.DB

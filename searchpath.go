@@ -20,9 +20,10 @@ import (
 // stream them. When GORM opens its default transaction on this pool (create,
 // update, delete), the search_path is set right after BEGIN instead.
 type routedPool struct {
-	inner  gorm.ConnPool
-	path   string
-	tenant string
+	inner     gorm.ConnPool
+	routeSQL  string // set_config of search_path (and role)
+	routeArgs []any
+	tenant    string
 }
 
 var errNoBegin = errors.New("tenantplugin: the connection pool cannot begin transactions, so raw SQL cannot be routed")
@@ -45,7 +46,7 @@ func (r *routedPool) begin(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if !ok {
 		return nil, nil, errNoBegin
 	}
-	if _, err := tx.ExecContext(ctx, setPathSQL, r.path); err != nil {
+	if _, err := tx.ExecContext(ctx, r.routeSQL, r.routeArgs...); err != nil {
 		_ = c.Rollback()
 		return nil, nil, r.wrap("set search_path", err)
 	}

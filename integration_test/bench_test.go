@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-gormigrate/gormigrate/v2"
 	"github.com/gorm-tenancy/tenantplugin"
@@ -394,6 +395,81 @@ func BenchmarkBackendMemory(b *testing.B) {
 			b.ReportMetric(before, "MB-before")
 			b.ReportMetric(after, "MB-after")
 			b.ReportMetric((after-before)*1024/float64(n), "kB/tenant")
+		})
+	}
+}
+
+// BenchmarkTenantRoles measures per-tenant roles (WithTenantRoles): a raw
+// read (a transaction of its own) and a GORM write (GORM's transaction)
+// with and without roles, round-robin over N tenants, and the first
+// statement under a role on a fresh connection with N roles in the cluster.
+func BenchmarkTenantRoles(b *testing.B) {
+	for _, n := range benchSizes(4) {
+		shared := fmt.Sprintf("bench_roles_%d", benchN.Add(1))
+		withRoles, err := openBench(1)
+		require.NoError(b, err)
+		p := tenantplugin.New(tenantplugin.WithTenantRoles(), tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))
+		require.NoError(b, withRoles.Use(p))
+		m := p.Migrator(withRoles)
+		ctx := context.Background()
+		require.NoError(b, m.MigrateShared(ctx))
+		names := make([]string, n)
+		ctxs := make([]context.Context, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("r%d_%s", i, shared)
+			ctxs[i] = tenantplugin.WithTenant(ctx, names[i])
+		}
+		_, err = m.CreateTenants(ctx, names)
+		require.NoError(b, err)
+		b.Cleanup(func() {
+			for _, name := range names {
+				_ = m.DropTenant(ctx, name)
+			}
+			withRoles.Exec(`DROP OWNED BY ` + tenantplugin.SharedAccessRole)
+			withRoles.Exec(`DROP ROLE IF EXISTS ` + tenantplugin.SharedAccessRole)
+			s, _ := withRoles.DB()
+			s.Close()
+		})
+		noRoles, err := openBench(1)
+		require.NoError(b, err)
+		require.NoError(b, noRoles.Use(tenantplugin.New(tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))))
+		b.Cleanup(func() { s, _ := noRoles.DB(); s.Close() })
+
+		for _, c := range []struct {
+			name string
+			db   *gorm.DB
+		}{{"roles", withRoles}, {"no-roles", noRoles}} {
+			b.Run(fmt.Sprintf("tenants=%d/raw-read/%s", n, c.name), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					var s []string
+					must(b, c.db.WithContext(ctxs[i%n]).Raw("SELECT name FROM items").Scan(&s).Error)
+				}
+			})
+			b.Run(fmt.Sprintf("tenants=%d/write/%s", n, c.name), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					must(b, c.db.WithContext(ctxs[i%n]).Create(&Item{Name: "w"}).Error)
+				}
+			})
+		}
+		b.Run(fmt.Sprintf("tenants=%d/first-statement-on-new-connection", n), func(b *testing.B) {
+			var first, second time.Duration
+			for i := 0; i < b.N; i++ {
+				fresh, err := openBench(1)
+				require.NoError(b, err)
+				require.NoError(b, fresh.Use(tenantplugin.New(tenantplugin.WithTenantRoles(), tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))))
+				must(b, fresh.Exec("SELECT 1").Error) // connect outside the timing
+				var s []string
+				t0 := time.Now()
+				must(b, fresh.WithContext(ctxs[i%n]).Raw("SELECT name FROM items").Scan(&s).Error)
+				first += time.Since(t0)
+				t0 = time.Now()
+				must(b, fresh.WithContext(ctxs[(i+1)%n]).Raw("SELECT name FROM items").Scan(&s).Error)
+				second += time.Since(t0)
+				sdb, _ := fresh.DB()
+				sdb.Close()
+			}
+			b.ReportMetric(float64(first.Microseconds())/float64(b.N), "µs-first")
+			b.ReportMetric(float64(second.Microseconds())/float64(b.N), "µs-second")
 		})
 	}
 }
