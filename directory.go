@@ -108,6 +108,9 @@ func (d *Directory) put(m map[string]dirEntry, key string, e dirEntry, gen uint6
 // TenantForHost returns the tenant registered for host (a normalized host
 // name, see NormalizeHost), or ErrUnknownTenant.
 func (d *Directory) TenantForHost(ctx context.Context, host string) (string, error) {
+	if d.p.db == nil {
+		return "", &RegistryError{Err: errNotRegistered}
+	}
 	if e, ok := d.get(d.hosts, host); ok {
 		if e.tenant == "" {
 			return "", &unknownHostError{host: host}
@@ -129,6 +132,9 @@ func (d *Directory) TenantForHost(ctx context.Context, host string) (string, err
 
 // Exists reports whether tenant name is registered.
 func (d *Directory) Exists(ctx context.Context, name string) (bool, error) {
+	if d.p.db == nil {
+		return false, &RegistryError{Err: errNotRegistered}
+	}
 	if e, ok := d.get(d.names, name); ok {
 		return e.exists, nil
 	}
@@ -162,6 +168,9 @@ func quoteForMessage(s string) string { return `"` + truncateForMessage(s) + `"`
 
 // AddDomain maps host to tenant (a tenant may have several domains).
 func (m *Migrator) AddDomain(ctx context.Context, tenant, host string) error {
+	if m.err != nil {
+		return m.err
+	}
 	h, err := NormalizeHost(host)
 	if err != nil {
 		return err
@@ -188,6 +197,9 @@ func (m *Migrator) AddDomain(ctx context.Context, tenant, host string) error {
 
 // RemoveDomain removes a host mapping.
 func (m *Migrator) RemoveDomain(ctx context.Context, host string) error {
+	if m.err != nil {
+		return m.err
+	}
 	h, err := NormalizeHost(host)
 	if err != nil {
 		return err
@@ -205,6 +217,9 @@ func (m *Migrator) RemoveDomain(ctx context.Context, host string) error {
 
 // Domains lists the hosts of tenant.
 func (m *Migrator) Domains(ctx context.Context, tenant string) ([]string, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
 	var hosts []string
 	err := m.p.db.WithContext(SharedOnly(ctx)).Model(&TenantDomain{}).Where("tenant = ?", tenant).Order("host").Pluck("host", &hosts).Error
 	return hosts, err

@@ -28,6 +28,9 @@ func (p *Plugin) UnguardDefaultSearchPath(ctx context.Context) error {
 }
 
 func (p *Plugin) alterRoleSearchPath(ctx context.Context, action string) error {
+	if p.db == nil {
+		return errNotRegistered
+	}
 	var dbName string
 	row := p.rootPool.QueryRowContext(ctx, "SELECT pg_catalog.current_database()")
 	if err := row.Scan(&dbName); err != nil {

@@ -25,6 +25,9 @@ func ContextFor(ctx context.Context, name string) (context.Context, error) {
 // its tenant and does not stop the others; cancelling ctx stops the run and
 // reports the tenants not reached as skipped.
 func (p *Plugin) ForEachTenant(ctx context.Context, concurrency int, fn func(ctx context.Context, db *gorm.DB) error) (*Report, error) {
+	if p.db == nil {
+		return nil, errNotRegistered
+	}
 	m := p.Migrator(p.db, WithConcurrency(concurrency))
 	names, err := m.Tenants(ctx)
 	if err != nil {

@@ -57,6 +57,9 @@ func setPath(tx *gorm.DB, path string) error {
 // cannot undo it). It is the tool for jobs, commands and scripts that work
 // outside a request. The tenant must exist (ErrUnknownTenant otherwise).
 func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.DB) error) error {
+	if p.db == nil {
+		return errNotRegistered
+	}
 	if err := ValidateName(name); err != nil {
 		return err
 	}

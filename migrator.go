@@ -34,6 +34,7 @@ type Migrator struct {
 
 	planOnce sync.Mutex
 	plan     *ddlPlan
+	err      error // registering the plugin failed: every method returns it
 }
 
 // MigratorOption configures a Migrator.
@@ -86,19 +87,20 @@ func WithAutoMigrateCreate() MigratorOption {
 	return func(m *Migrator) { m.slowCreate = true }
 }
 
-// Migrator returns a Migrator for the plugin's database.
+// Migrator returns a Migrator for the plugin's database: db must be the
+// *gorm.DB the plugin is registered on (it is registered on db if it is not
+// registered yet; should that fail, every method returns the error).
 func (p *Plugin) Migrator(db *gorm.DB, opts ...MigratorOption) *Migrator {
-	if p.db == nil {
-		// Not registered yet: register on db so the migrator can work.
-		_ = db.Use(p)
-	}
 	m := &Migrator{p: p}
+	if p.db == nil {
+		m.err = db.Use(p)
+	}
 	for _, o := range opts {
 		o(m)
 	}
 	if m.concurrency <= 0 {
 		m.concurrency = 2 * runtime.NumCPU()
-		if sqlDB, err := p.sqlDB(); err == nil {
+		if sqlDB, err := p.sqlDB(); m.err == nil && err == nil {
 			if max := sqlDB.Stats().MaxOpenConnections; max > 0 && max < m.concurrency {
 				m.concurrency = max
 			}
@@ -217,6 +219,9 @@ type Progress struct {
 // gormigrate migrations: all in one transaction under the shared schema's
 // advisory lock.
 func (m *Migrator) MigrateShared(ctx context.Context) error {
+	if m.err != nil {
+		return m.err
+	}
 	p := m.p
 	v := &tenantValue{shared: true}
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
@@ -268,6 +273,9 @@ func runGormigrate(tx *gorm.DB, ms []*gormigrate.Migration) error {
 
 // Tenants lists the registered tenants by name.
 func (m *Migrator) Tenants(ctx context.Context) ([]string, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
 	var names []string
 	err := m.p.db.WithContext(SharedOnly(ctx)).Model(&TenantRecord{}).Order("name").Pluck("name", &names).Error
 	if err != nil {
@@ -282,6 +290,9 @@ func (m *Migrator) Tenants(ctx context.Context) ([]string, error) {
 // registry must exist (MigrateShared). Domains, if given, are registered for
 // the tenant in the same transaction (see HostResolver).
 func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...string) error {
+	if m.err != nil {
+		return m.err
+	}
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -400,6 +411,9 @@ func (m *Migrator) CreateTenants(ctx context.Context, names []string) (*Report, 
 // registry row (with its domains), in one transaction. An unregistered name
 // gives ErrUnknownTenant; the shared schema can never be dropped.
 func (m *Migrator) DropTenant(ctx context.Context, name string) error {
+	if m.err != nil {
+		return m.err
+	}
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -464,6 +478,9 @@ func (m *Migrator) MigrateTenants(ctx context.Context) (*Report, error) {
 
 // MigrateTenant brings one tenant up to date (see MigrateTenants).
 func (m *Migrator) MigrateTenant(ctx context.Context, name string) (State, error) {
+	if m.err != nil {
+		return StateFailed, m.err
+	}
 	if err := ValidateName(name); err != nil {
 		return StateFailed, err
 	}
@@ -647,6 +664,9 @@ type recorder struct {
 type recorderKey struct{}
 
 func (m *Migrator) ddl(ctx context.Context) (*ddlPlan, error) {
+	if m.err != nil {
+		return nil, m.err
+	}
 	m.planOnce.Lock()
 	defer m.planOnce.Unlock()
 	if m.plan != nil {

@@ -23,6 +23,7 @@ package tenantplugin
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -238,6 +239,10 @@ func (p *Plugin) schemaExists(ctx context.Context, name string) (bool, error) {
 	}
 	return exists, nil
 }
+
+// errNotRegistered is returned by methods that need the plugin's database
+// before db.Use(plugin) ran.
+var errNotRegistered = errors.New("tenantplugin: the plugin is not registered: call db.Use(plugin) first")
 
 // DB returns the *gorm.DB the plugin was registered on.
 func (p *Plugin) DB() *gorm.DB { return p.db }

@@ -30,9 +30,7 @@ func TestSchemaDriftIsRetried(t *testing.T) {
 			sqlDB, _ := db.DB()
 			defer sqlDB.Close()
 			sqlDB.SetMaxOpenConns(1)
-			p := tenantplugin.New(tenantplugin.WithSharedSchema(fmt.Sprintf("drift_%d", sharedN.Add(1))),
-				tenantplugin.WithSharedModels(&Plan{}),
-				tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}))
+			p := testPlugin(fmt.Sprintf("drift_%d", sharedN.Add(1)))
 			require.NoError(t, db.Use(p))
 			m := p.Migrator(db)
 			ctx := context.Background()

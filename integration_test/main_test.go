@@ -87,11 +87,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newPlugin() *tenantplugin.Plugin {
-	return tenantplugin.New(
+func newPlugin() *tenantplugin.Plugin { return testPlugin("public") }
+
+// testPlugin declares the test models with shared schema shared.
+func testPlugin(shared string, extra ...tenantplugin.Option) *tenantplugin.Plugin {
+	return tenantplugin.New(append([]tenantplugin.Option{
+		tenantplugin.WithSharedSchema(shared),
 		tenantplugin.WithSharedModels(&Plan{}),
 		tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}),
-	)
+	}, extra...)...)
 }
 
 // env is one plugin-enabled *gorm.DB on the run's database.

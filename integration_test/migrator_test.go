@@ -37,11 +37,7 @@ func newIsolatedEnv(t testing.TB, maxConns int, opts ...tenantplugin.MigratorOpt
 			s.Close()
 		}
 	})
-	p := tenantplugin.New(
-		tenantplugin.WithSharedSchema(shared),
-		tenantplugin.WithSharedModels(&Plan{}),
-		tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}),
-	)
+	p := testPlugin(shared)
 	require.NoError(t, db.Use(p))
 	m := p.Migrator(db, opts...)
 	require.NoError(t, m.MigrateShared(context.Background()))
@@ -382,8 +378,7 @@ func TestTwoMigratorsRace(t *testing.T) {
 				return
 			}
 			defer func() { s, _ := db.DB(); s.Close() }()
-			p := tenantplugin.New(tenantplugin.WithSharedSchema(e.shared), tenantplugin.WithSharedModels(&Plan{}),
-				tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}))
+			p := testPlugin(e.shared)
 			if err := db.Use(p); err != nil {
 				errs[i] = err
 				return

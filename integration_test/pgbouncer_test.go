@@ -113,11 +113,7 @@ func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	require.NoError(t, err)
 	defer sqlDB.Close()
 	sqlDB.SetMaxOpenConns(16)
-	p := tenantplugin.New(
-		tenantplugin.WithSharedSchema(fmt.Sprintf("bouncer_%d", sharedN.Add(1))),
-		tenantplugin.WithSharedModels(&Plan{}),
-		tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}),
-	)
+	p := testPlugin(fmt.Sprintf("bouncer_%d", sharedN.Add(1)))
 	require.NoError(t, db.Use(p))
 	m := p.Migrator(db)
 	ctx := context.Background()

@@ -18,12 +18,7 @@ func newRolesEnv(t testing.TB) *isolatedEnv {
 	shared := fmt.Sprintf("roles_shared_%d", sharedN.Add(1))
 	db, err := server.Open(2, nil)
 	require.NoError(t, err)
-	p := tenantplugin.New(
-		tenantplugin.WithTenantRoles(),
-		tenantplugin.WithSharedSchema(shared),
-		tenantplugin.WithSharedModels(&Plan{}),
-		tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}),
-	)
+	p := testPlugin(shared, tenantplugin.WithTenantRoles())
 	require.NoError(t, db.Use(p))
 	m := p.Migrator(db)
 	require.NoError(t, m.MigrateShared(context.Background()))
@@ -85,8 +80,7 @@ func TestTenantRoles(t *testing.T) {
 
 	// Without roles the same raw statement would have read b: the guard is
 	// what refused it.
-	p2 := tenantplugin.New(tenantplugin.WithSharedSchema(e.shared), tenantplugin.WithSharedModels(&Plan{}),
-		tenantplugin.WithTenantModels(&Author{}, &Profile{}, &Poll{}, &Choice{}, &Tag{}))
+	p2 := testPlugin(e.shared)
 	db2, err := server.Open(1, nil)
 	require.NoError(t, err)
 	defer func() { s, _ := db2.DB(); s.Close() }()
