@@ -183,8 +183,8 @@ func hasRawTableSQL(stmt *gorm.Statement) bool {
 			return true
 		}
 	}
-	if c, ok := stmt.Clauses["SELECT"]; ok {
-		if s, ok := c.Expression.(clause.Select); ok && s.Expression != nil && exprsHaveSelect([]clause.Expression{s.Expression}) {
+	if c, ok := stmt.Clauses["SELECT"]; ok && c.Expression != nil {
+		if exprsHaveSelect([]clause.Expression{c.Expression}) {
 			return true
 		}
 	}

@@ -45,6 +45,16 @@ func (p *Plugin) installClauseBuilders(db *gorm.DB) {
 		}
 		buildWith(prev, c, stmt)
 	})
+	wrap("SELECT", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
+		// Select("(?) AS n", sub) stores the clause.Expr itself as the
+		// clause's expression (clause.Select.MergeClause).
+		if c.Expression != nil {
+			if e, changed := p.bindExpr(stmt, c.Expression); changed {
+				c.Expression = e
+			}
+		}
+		buildWith(prev, c, stmt)
+	})
 	wrap("WHERE", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
 		if w, ok := c.Expression.(clause.Where); ok {
 			if exprs, changed := p.bindSubqueries(stmt, w.Exprs); changed {
@@ -89,6 +99,16 @@ func (w tableWriter) current(b clause.Builder) {
 	if table, plain := currentTable(w.stmt); plain {
 		w.qualified(b, table)
 		return
+	}
+	// A raw table expression, such as Table("(?) AS t", subquery): its
+	// subqueries get the statement's tenant like those of WHERE.
+	if e := w.stmt.TableExpr; e != nil {
+		if vars, changed := w.p.bindVars(w.stmt, e.Vars); changed {
+			bound := *e
+			bound.Vars = vars
+			bound.Build(b)
+			return
+		}
 	}
 	b.WriteQuoted(clause.Table{Name: clause.CurrentTable})
 }
@@ -137,6 +157,9 @@ func (r routedFrom) Build(b clause.Builder) {
 	for _, j := range r.from.Joins {
 		b.WriteByte(' ')
 		if j.Expression != nil {
+			if e, changed := r.p.bindExpr(r.stmt, j.Expression); changed {
+				j.Expression = e
+			}
 			j.Build(b)
 			continue
 		}

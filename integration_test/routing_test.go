@@ -378,3 +378,37 @@ func TestGORMBuiltStatementsCostNoExtraRoundTrip(t *testing.T) {
 	sent = measure(func() { require.NoError(t, db.Model(&Poll{}).Joins("Author").Count(&n).Error) })
 	assert.Len(t, sent, 1, "a join is one statement: %q", sent)
 }
+
+// TestSubqueriesEverywhereTakeTheTenant: subqueries built without a context in
+// FROM, SELECT and JOIN take the tenant of the statement embedding them.
+func TestSubqueriesEverywhereTakeTheTenant(t *testing.T) {
+	e := newEnv(t, 2)
+	a, b := e.tenant("suba"), e.tenant("subb")
+	plan := e.plan()
+	e.seed(a, plan)
+	e.seed(b, plan)
+	db := e.as(a)
+
+	var owners []string
+	sub := e.db.Model(&Poll{}).Select("owner")
+	require.NoError(t, db.Table("(?) AS t", sub).Pluck("owner", &owners).Error)
+	require.Len(t, owners, 3)
+	allEqual(t, a, owners)
+
+	var rows []struct {
+		Question string
+		N        int
+	}
+	require.NoError(t, db.Model(&Poll{}).
+		Select("question, (?) AS n", e.db.Model(&Choice{}).Select("count(*)")).Scan(&rows).Error)
+	require.Len(t, rows, 3)
+	assert.Equal(t, 6, rows[0].N, "the subquery counted a's choices only")
+
+	var joined []struct{ Owner string }
+	require.NoError(t, db.Model(&Poll{}).Select("c.owner").
+		Joins("JOIN (?) c ON c.poll_id = polls.id", e.db.Model(&Choice{}).Select("poll_id, owner")).Scan(&joined).Error)
+	require.Len(t, joined, 6)
+	for _, j := range joined {
+		assert.Equal(t, a, j.Owner)
+	}
+}
