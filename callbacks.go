@@ -12,40 +12,30 @@ import (
 // one error callback behind it, as go-gorm/dbresolver does.
 func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	cb := db.Callback()
-	regs := []struct {
-		before func() error
-		after  func() error
-	}{
-		{func() error { return cb.Create().Before("*").Register("tenantplugin:route", p.route) },
-			func() error { return cb.Create().After("*").Register("tenantplugin:errors", p.translateError) }},
-		{func() error { return cb.Query().Before("*").Register("tenantplugin:route", p.route) },
-			func() error { return cb.Query().After("*").Register("tenantplugin:errors", p.translateError) }},
-		{func() error { return cb.Update().Before("*").Register("tenantplugin:route", p.route) },
-			func() error { return cb.Update().After("*").Register("tenantplugin:errors", p.translateError) }},
-		{func() error { return cb.Delete().Before("*").Register("tenantplugin:route", p.route) },
-			func() error { return cb.Delete().After("*").Register("tenantplugin:errors", p.translateError) }},
-		{func() error { return cb.Row().Before("*").Register("tenantplugin:route", p.route) },
-			func() error { return cb.Row().After("*").Register("tenantplugin:errors", p.translateError) }},
-		{func() error { return cb.Raw().Before("*").Register("tenantplugin:route", p.route) },
-			func() error { return cb.Raw().After("*").Register("tenantplugin:errors", p.translateError) }},
-	}
-	if err := cb.Raw().Before("gorm:raw").Register("tenantplugin:record", record); err != nil {
-		return err
-	}
 	for _, err := range []error{
+		cb.Create().Before("*").Register("tenantplugin:route", p.route),
+		cb.Query().Before("*").Register("tenantplugin:route", p.route),
+		cb.Update().Before("*").Register("tenantplugin:route", p.route),
+		cb.Delete().Before("*").Register("tenantplugin:route", p.route),
+		cb.Row().Before("*").Register("tenantplugin:route", p.route),
+		cb.Raw().Before("*").Register("tenantplugin:route", p.route),
+
+		cb.Create().After("*").Register("tenantplugin:errors", p.translateError),
+		cb.Query().After("*").Register("tenantplugin:errors", p.translateError),
+		cb.Update().After("*").Register("tenantplugin:errors", p.translateError),
+		cb.Delete().After("*").Register("tenantplugin:errors", p.translateError),
+		cb.Row().After("*").Register("tenantplugin:errors", p.translateError),
+		cb.Raw().After("*").Register("tenantplugin:errors", p.translateError),
+
+		// With tenant roles, GORM's write transactions run under the role.
 		cb.Create().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
 		cb.Update().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
 		cb.Delete().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
+
+		// The migrator captures the DDL AutoMigrate sends.
+		cb.Raw().Before("gorm:raw").Register("tenantplugin:record", record),
 	} {
 		if err != nil {
-			return err
-		}
-	}
-	for _, r := range regs {
-		if err := r.before(); err != nil {
-			return err
-		}
-		if err := r.after(); err != nil {
 			return err
 		}
 	}
@@ -137,13 +127,6 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		}
 	}
 	db.Error = &TenantError{Tenant: v.name, Err: db.Error}
-}
-
-func (v *tenantValue) label() string {
-	if v.shared {
-		return "(shared)"
-	}
-	return v.name
 }
 
 // currentTable returns the statement's main table and whether it is a plain

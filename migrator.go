@@ -361,7 +361,7 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 		}
 		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
 		if m.slowCreate {
-			if err := ttx.Migrator().AutoMigrate(p.tenantModelList()...); err != nil {
+			if err := ttx.Migrator().AutoMigrate(p.tenantModels...); err != nil {
 				return fmt.Errorf("automigrate: %w", err)
 			}
 		} else if err := plan.replay(ttx); err != nil {
@@ -519,7 +519,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		// Same model shape as at its last migration: AutoMigrate would find
 		// nothing to do, so only the migrations run.
 		if m.force || !plan.sameShape(rec.Fingerprint) {
-			if err := tx.Migrator().AutoMigrate(m.p.tenantModelList()...); err != nil {
+			if err := tx.Migrator().AutoMigrate(m.p.tenantModels...); err != nil {
 				return fmt.Errorf("automigrate: %w", err)
 			}
 		}
@@ -636,8 +636,6 @@ func safeCall(ctx context.Context, name string, fn func(context.Context, string)
 	return fn(ctx, name)
 }
 
-func (p *Plugin) tenantModelList() []any { return p.tenantModels }
-
 // ddlPlan is the DDL GORM's AutoMigrate runs to build the tenant tables in an
 // empty schema, captured once per Migrator by running AutoMigrate in a
 // scratch schema inside a transaction that is rolled back. Replaying it
@@ -700,7 +698,7 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 			return err
 		}
 		cctx := context.WithValue(withPathSet(ctx, v), recorderKey{}, rec)
-		if err := p.migrationSession(tx.WithContext(cctx), false).Migrator().AutoMigrate(p.tenantModelList()...); err != nil {
+		if err := p.migrationSession(tx.WithContext(cctx), false).Migrator().AutoMigrate(p.tenantModels...); err != nil {
 			return err
 		}
 		var err error

@@ -163,13 +163,10 @@ func dialectorName(db *gorm.DB) string {
 	return db.Dialector.Name()
 }
 
+// checkSharedSchemaName checks a shared schema other than public: it follows
+// the tenant rule.
 func checkSharedSchemaName(name string) error {
-	// The shared schema follows the tenant rule, except that it may be a
-	// name the tenant rule reserves for it.
 	if err := ValidateName(name); err != nil {
-		if ne, ok := err.(*NameError); ok && ne.Reason == "it is a reserved schema name" {
-			return nil
-		}
 		return fmt.Errorf("tenantplugin: shared schema: %w", err)
 	}
 	return nil

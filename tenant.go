@@ -26,6 +26,14 @@ type tenantValue struct {
 	pathSet bool
 }
 
+// label names v in errors.
+func (v *tenantValue) label() string {
+	if v.shared {
+		return "(shared)"
+	}
+	return v.name
+}
+
 // withPathSet returns ctx marked as running inside a transaction whose
 // search_path the library has set for v.
 func withPathSet(ctx context.Context, v *tenantValue) context.Context {
