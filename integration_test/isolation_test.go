@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/stretchr/testify/assert"
@@ -361,4 +362,65 @@ func TestCrossTenantSubquery(t *testing.T) {
 	err := e.as(a).Where("id IN (?)", e.as(b).Model(&Choice{}).Select("poll_id")).Find(&[]Poll{}).Error
 	require.ErrorIs(t, err, tenantplugin.ErrCrossTenant)
 	assert.Equal(t, before, server.Counter.Count())
+}
+
+// TestBufferedRawRowsKeepTypes: raw reads outside a transaction are buffered
+// and replayed; scanning them must give what scanning the server's rows
+// directly gives, for structs, maps and Rows, NULLs included.
+func TestBufferedRawRowsKeepTypes(t *testing.T) {
+	e := newEnv(t, 2)
+	a := e.tenant("types")
+	const q = `SELECT 1::int4 AS i4, 2::int8 AS i8, 'x'::text AS txt, true AS b, 1.5::float8 AS f,
+	  12.34::numeric AS num, '2024-02-03 04:05:06+00'::timestamptz AS ts, '2024-02-03'::date AS d,
+	  '{"k": [1, 2]}'::jsonb AS j, '\xdeadbeef'::bytea AS by, NULL::text AS nothing,
+	  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, (SELECT count(*) FROM polls) AS polls`
+	type row struct {
+		I4      int32
+		I8      int64
+		Txt     string
+		B       bool
+		F       float64
+		Num     string
+		Ts      time.Time
+		D       time.Time
+		J       string
+		By      []byte
+		Nothing *string
+		U       string
+		Polls   int64
+	}
+	var viaPlugin, direct row
+	require.NoError(t, e.as(a).Raw(q).Scan(&viaPlugin).Error)
+	require.NoError(t, e.db.Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(fmt.Sprintf(`SET LOCAL search_path TO %s`, tenantplugin.QuoteIdentifier(a))).Error; err != nil {
+			return err
+		}
+		return tx.Raw(q).Scan(&direct).Error
+	}))
+	assert.Equal(t, direct, viaPlugin)
+	assert.Equal(t, []byte{0xde, 0xad, 0xbe, 0xef}, viaPlugin.By)
+	assert.Nil(t, viaPlugin.Nothing)
+
+	var m1, m2 map[string]any
+	require.NoError(t, e.as(a).Raw(q).Scan(&m1).Error)
+	require.NoError(t, e.db.Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec(fmt.Sprintf(`SET LOCAL search_path TO %s`, tenantplugin.QuoteIdentifier(a))).Error; err != nil {
+			return err
+		}
+		return tx.Raw(q).Scan(&m2).Error
+	}))
+	assert.Equal(t, m2, m1)
+
+	rows, err := e.as(a).Raw(q).Rows()
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, err := rows.ColumnTypes()
+	require.NoError(t, err)
+	assert.Equal(t, "INT4", cols[0].DatabaseTypeName())
+	assert.Equal(t, "TIMESTAMPTZ", cols[6].DatabaseTypeName())
+	require.True(t, rows.Next())
+	var r row
+	require.NoError(t, e.db.ScanRows(rows, &r))
+	assert.Equal(t, direct, r)
+	assert.False(t, rows.Next())
 }
