@@ -152,13 +152,16 @@ func (d *Directory) Exists(ctx context.Context, name string) (bool, error) {
 // database is unreachable, say): the middleware answers 503.
 type RegistryError struct{ Err error }
 
+// Error implements error.
 func (e *RegistryError) Error() string {
 	return "tenantplugin: tenant registry unavailable: " + e.Err.Error()
 }
+// Unwrap gives errors.Is and errors.As the cause.
 func (e *RegistryError) Unwrap() error { return e.Err }
 
 type unknownHostError struct{ host string }
 
+// Error implements error.
 func (e *unknownHostError) Error() string {
 	return "tenantplugin: unknown tenant: no tenant for host " + quoteForMessage(e.host)
 }

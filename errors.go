@@ -31,6 +31,7 @@ type TenantError struct {
 	Err    error
 }
 
+// Error implements error.
 func (e *TenantError) Error() string {
 	if e.Op == "" {
 		return fmt.Sprintf("tenantplugin: tenant %q: %v", e.Tenant, e.Err)
@@ -38,6 +39,7 @@ func (e *TenantError) Error() string {
 	return fmt.Sprintf("tenantplugin: tenant %q: %s: %v", e.Tenant, e.Op, e.Err)
 }
 
+// Unwrap gives errors.Is and errors.As the cause.
 func (e *TenantError) Unwrap() error { return e.Err }
 
 // unknownTenantError reports a tenant that does not exist (no schema, or no
@@ -49,6 +51,7 @@ type unknownTenantError struct {
 	cause  error
 }
 
+// Error implements error.
 func (e *unknownTenantError) Error() string {
 	detail := e.detail
 	if detail == "" {
@@ -62,6 +65,7 @@ func (e *unknownTenantError) Error() string {
 }
 
 func (e *unknownTenantError) Is(target error) bool { return target == ErrUnknownTenant }
+// Unwrap gives errors.Is and errors.As the cause.
 func (e *unknownTenantError) Unwrap() error        { return e.cause }
 
 func noTenantError(table string) error {

@@ -126,6 +126,7 @@ const (
 	StateDone
 )
 
+// String implements fmt.Stringer.
 func (s State) String() string {
 	switch s {
 	case StateMigrated:
@@ -170,6 +171,7 @@ func (r *Report) Failures() []TenantResult {
 	return out
 }
 
+// String implements fmt.Stringer.
 func (r *Report) String() string {
 	return fmt.Sprintf("%d tenants: %d migrated, %d up to date, %d failed, %d skipped in %s",
 		len(r.Results), r.Migrated, r.UpToDate, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
@@ -183,6 +185,7 @@ type RunError struct {
 	errs   []error
 }
 
+// Error implements error.
 func (e *RunError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "tenantplugin: %d of %d tenants failed", e.Report.Failed, len(e.Report.Results))

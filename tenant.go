@@ -141,6 +141,7 @@ type NameError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *NameError) Error() string {
 	return fmt.Sprintf("tenantplugin: invalid tenant name %q: %s", truncateForMessage(e.Name), e.Reason)
 }
