@@ -156,6 +156,7 @@ type RegistryError struct{ Err error }
 func (e *RegistryError) Error() string {
 	return "tenantplugin: tenant registry unavailable: " + e.Err.Error()
 }
+
 // Unwrap gives errors.Is and errors.As the cause.
 func (e *RegistryError) Unwrap() error { return e.Err }
 

@@ -65,8 +65,9 @@ func (e *unknownTenantError) Error() string {
 }
 
 func (e *unknownTenantError) Is(target error) bool { return target == ErrUnknownTenant }
+
 // Unwrap gives errors.Is and errors.As the cause.
-func (e *unknownTenantError) Unwrap() error        { return e.cause }
+func (e *unknownTenantError) Unwrap() error { return e.cause }
 
 func noTenantError(table string) error {
 	return fmt.Errorf("%w: table %q is a tenant table; use tenantplugin.WithTenant (or SharedOnly for shared tables)", ErrNoTenant, table)
