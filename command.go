@@ -132,7 +132,7 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 			fn = func(ctx context.Context, tx *gorm.DB) error {
 				// No arguments: pgx sends it over the simple protocol,
 				// so a file may hold several statements.
-				_, err := tx.Statement.ConnPool.ExecContext(ctx, string(script))
+				_, err := unprepared(tx.Statement.ConnPool).ExecContext(ctx, string(script))
 				return err
 			}
 		} else {

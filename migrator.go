@@ -754,6 +754,15 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	return plan, nil
 }
 
+// unprepared returns the transaction under GORM's PrepareStmt wrapper: a
+// script of several statements cannot be a prepared statement.
+func unprepared(pool gorm.ConnPool) gorm.ConnPool {
+	if p, ok := pool.(*gorm.PreparedStmtTX); ok && p.Tx != nil {
+		return p.Tx
+	}
+	return pool
+}
+
 // sameShape reports whether a recorded fingerprint has this plan's model
 // shape (its first half).
 func (plan *ddlPlan) sameShape(recorded string) bool {
@@ -762,8 +771,9 @@ func (plan *ddlPlan) sameShape(recorded string) bool {
 
 // replay runs the captured DDL on tx, whose search_path is the new tenant's.
 func (plan *ddlPlan) replay(tx *gorm.DB) error {
+	conn := unprepared(tx.Statement.ConnPool)
 	for _, s := range plan.stmts {
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, s.sql, s.vars...); err != nil {
+		if _, err := conn.ExecContext(tx.Statement.Context, s.sql, s.vars...); err != nil {
 			return fmt.Errorf("create tables: %w", err)
 		}
 	}
