@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 )
@@ -20,8 +23,64 @@ import (
 // outside a transaction; the failed attempt executed nothing (the error comes
 // before execution). Inside a transaction the first error aborts the
 // transaction, so there the error reaches the caller, as it must.
+//
+// On a pool opened with Open it also picks, per statement outside a
+// transaction, how pgx runs it: the hot statement texts (hotSet) as cached
+// prepared statements, the rest with a cached description only.
 type driftPool struct {
 	gorm.ConnPool
+	hot *hotSet // nil: leave the driver's mode alone
+}
+
+// hotSet admits statement texts to run as prepared statements: a text seen
+// twice becomes hot while fewer than limit texts are. Every connection's
+// statement cache holds limit entries, so the hot texts never thrash it,
+// and each backend holds at most limit prepared statements.
+type hotSet struct {
+	hot   sync.Map // text -> struct{}
+	n     atomic.Int64
+	limit int64
+
+	mu   sync.Mutex
+	seen map[string]uint8
+}
+
+func newHotSet(limit int) *hotSet {
+	return &hotSet{limit: int64(limit), seen: map[string]uint8{}}
+}
+
+// admit reports whether query runs as a prepared statement.
+func (h *hotSet) admit(query string) bool {
+	if _, ok := h.hot.Load(query); ok {
+		return true
+	}
+	if h.n.Load() >= h.limit {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen[query] >= 1 {
+		delete(h.seen, query)
+		if h.n.Load() < h.limit {
+			h.hot.Store(query, struct{}{})
+			h.n.Add(1)
+		}
+		return false // from the next time on
+	}
+	if len(h.seen) >= 64*int(h.limit) {
+		clear(h.seen) // bounded memory for texts seen once
+	}
+	h.seen[query] = 1
+	return false
+}
+
+func (d *driftPool) withMode(query string, args []any) []any {
+	if d.hot == nil || !d.hot.admit(query) {
+		return args
+	}
+	out := make([]any, 0, len(args)+1)
+	out = append(out, pgx.QueryExecModeCacheStatement)
+	return append(out, args...)
 }
 
 func isDriftError(err error) bool {
@@ -39,6 +98,7 @@ func isDriftError(err error) bool {
 }
 
 func (d *driftPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	args = d.withMode(query, args)
 	rows, err := d.ConnPool.QueryContext(ctx, query, args...)
 	if err != nil && isDriftError(err) {
 		return d.ConnPool.QueryContext(ctx, query, args...)
@@ -46,7 +106,14 @@ func (d *driftPool) QueryContext(ctx context.Context, query string, args ...any)
 	return rows, err
 }
 
+// QueryRowContext picks the mode like QueryContext (its error comes with Scan,
+// too late for a retry).
+func (d *driftPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.ConnPool.QueryRowContext(ctx, query, d.withMode(query, args)...)
+}
+
 func (d *driftPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	args = d.withMode(query, args)
 	res, err := d.ConnPool.ExecContext(ctx, query, args...)
 	if err != nil && isDriftError(err) {
 		return d.ConnPool.ExecContext(ctx, query, args...)
@@ -95,6 +162,11 @@ func installDriftRetry(db *gorm.DB) {
 		return
 	}
 	w := &driftPool{ConnPool: db.ConnPool}
+	if sqlDB, ok := db.ConnPool.(*sql.DB); ok {
+		if limit, ok := hybridPools.Load(sqlDB); ok {
+			w.hot = newHotSet(limit.(int))
+		}
+	}
 	db.ConnPool = w
 	if db.Statement != nil && db.Statement.ConnPool == w.ConnPool {
 		db.Statement.ConnPool = w

@@ -3,6 +3,7 @@ package tenantplugin
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +17,16 @@ import (
 // cache must hold (tenants x query shapes); a description is a few hundred
 // bytes on the client and nothing on the server.
 const DefaultDescriptionCacheCapacity = 16384
+
+// DefaultPreparedStatements is how many statement texts a database opened
+// with Open runs as server-side prepared statements: the most used ones, the
+// first this many texts seen twice. Every connection may hold them all, about
+// 12 kB each in its backend (12 MB per connection at the default).
+const DefaultPreparedStatements = 1024
+
+// hybridPools remembers the pools Open configured for the hybrid mode, so
+// the plugin registered on them knows it may pick prepared statements.
+var hybridPools sync.Map // *sql.DB -> int (prepared statement budget)
 
 // DefaultConnMaxLifetime is the connection lifetime Open sets. A backend keeps
 // catalog cache for every schema it touched (about 120 kB per tenant) until
@@ -48,7 +59,14 @@ func Open(dsn string) gorm.Dialector {
 	if !strings.Contains(dsn, "description_cache_capacity") {
 		cfg.DescriptionCacheCapacity = DefaultDescriptionCacheCapacity
 	}
+	hybrid := !strings.Contains(dsn, "default_query_exec_mode") && !strings.Contains(dsn, "statement_cache_capacity")
+	if hybrid {
+		cfg.StatementCacheCapacity = DefaultPreparedStatements
+	}
 	sqlDB := stdlib.OpenDB(*cfg)
+	if hybrid {
+		hybridPools.Store(sqlDB, DefaultPreparedStatements)
+	}
 	sqlDB.SetConnMaxLifetime(DefaultConnMaxLifetime)
 	return postgres.New(postgres.Config{Conn: sqlDB})
 }

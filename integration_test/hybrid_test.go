@@ -1,0 +1,65 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// TestOpenPreparesHotStatements: on a pool from tenantplugin.Open, a
+// statement text seen twice runs as a server-side prepared statement from
+// then on; a text seen once does not.
+func TestOpenPreparesHotStatements(t *testing.T) {
+	db, err := gorm.Open(tenantplugin.Open(server.URL), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	sqlDB.SetMaxOpenConns(1)
+	p := testPlugin(fmt.Sprintf("hot_%d", sharedN.Add(1)))
+	require.NoError(t, db.Use(p))
+	m := p.Migrator(db)
+	ctx := context.Background()
+	require.NoError(t, m.MigrateShared(ctx))
+	a := fmt.Sprintf("hot%d", tenantN.Add(1))
+	require.NoError(t, m.CreateTenant(ctx, a))
+	tdb := db.WithContext(tenantplugin.WithTenant(ctx, a))
+	require.NoError(t, tdb.Create(&Poll{Question: "q", Owner: a}).Error)
+
+	prepared := func() []string {
+		var stmts []string
+		require.NoError(t, db.Session(&gorm.Session{}).Raw("SELECT statement FROM pg_prepared_statements").Scan(&stmts).Error)
+		return stmts
+	}
+	var p1 Poll
+	require.NoError(t, tdb.Where("question = ?", "q").Take(&p1).Error)
+	for _, s := range prepared() {
+		assert.NotContains(t, s, `"`+a+`"."polls"`, "prepared after one run")
+	}
+	for i := 0; i < 3; i++ {
+		require.NoError(t, tdb.Where("question = ?", "q").Take(&p1).Error)
+	}
+	found := false
+	for _, s := range prepared() {
+		if assert.ObjectsAreEqual(true, len(s) > 0) && contains(s, `"`+a+`"."polls"`) {
+			found = true
+		}
+	}
+	assert.True(t, found, "a hot statement was not prepared: %v", prepared())
+}
+
+func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
