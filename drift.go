@@ -75,7 +75,15 @@ func (h *hotSet) admit(query string) bool {
 }
 
 func (d *driftPool) withMode(query string, args []any) []any {
-	if d.hot == nil || !d.hot.admit(query) {
+	return d.hot.withMode(query, args)
+}
+
+// withMode prepends pgx's cache_statement mode to the arguments of a hot
+// statement. Statements without arguments are left alone: pgx sends them
+// over the simple protocol, and a script of several statements cannot be
+// prepared.
+func (h *hotSet) withMode(query string, args []any) []any {
+	if h == nil || len(args) == 0 || !h.admit(query) {
 		return args
 	}
 	out := make([]any, 0, len(args)+1)
@@ -123,14 +131,47 @@ func (d *driftPool) ExecContext(ctx context.Context, query string, args ...any) 
 
 // BeginTx implements gorm.ConnPoolBeginner; transactions are not wrapped.
 func (d *driftPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	var tx gorm.ConnPool
+	var err error
 	switch b := d.ConnPool.(type) {
 	case gorm.TxBeginner:
-		return b.BeginTx(ctx, opts)
+		tx, err = b.BeginTx(ctx, opts)
 	case gorm.ConnPoolBeginner:
-		return b.BeginTx(ctx, opts)
+		tx, err = b.BeginTx(ctx, opts)
+	default:
+		return nil, gorm.ErrInvalidTransaction
 	}
-	return nil, gorm.ErrInvalidTransaction
+	if err != nil || d.hot == nil {
+		return tx, err
+	}
+	if t, ok := tx.(*sql.Tx); ok {
+		return &hotTx{Tx: t, hot: d.hot, db: d}, nil
+	}
+	return tx, nil
 }
+
+// hotTx gives a transaction's hot statements the prepared mode too. No
+// retry here: an error aborts the transaction.
+type hotTx struct {
+	*sql.Tx
+	hot *hotSet
+	db  *driftPool
+}
+
+func (t *hotTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.Tx.QueryContext(ctx, query, t.hot.withMode(query, args)...)
+}
+
+func (t *hotTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.Tx.QueryRowContext(ctx, query, t.hot.withMode(query, args)...)
+}
+
+func (t *hotTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.Tx.ExecContext(ctx, query, t.hot.withMode(query, args)...)
+}
+
+// GetDBConn keeps db.DB() working inside a transaction.
+func (t *hotTx) GetDBConn() (*sql.DB, error) { return t.db.GetDBConn() }
 
 // GetDBConn implements gorm.GetDBConnector, so db.DB() keeps working.
 func (d *driftPool) GetDBConn() (*sql.DB, error) {

@@ -36,18 +36,23 @@ const DefaultConnMaxLifetime = 30 * time.Minute
 // Open returns a GORM dialector for dsn with the driver configured for many
 // tenants (use it in place of postgres.Open):
 //
-//   - default_query_exec_mode=cache_describe with a description cache of
-//     DefaultDescriptionCacheCapacity: every statement is one round trip and
-//     no prepared statement stays on the server, so latency does not grow
-//     with the tenant count and PgBouncer in transaction mode works. pgx's
-//     default (a 512-entry prepared-statement cache) thrashes once tenants x
-//     query shapes pass 512 and then pays prepare and deallocate round trips
-//     on almost every statement; the README has the measurements.
+//   - Qualified SQL is different text for every tenant, so pgx's default (a
+//     512-entry prepared-statement cache) thrashes once tenants x query
+//     shapes pass 512, paying prepare and deallocate round trips on almost
+//     every statement. Open runs the hot statement texts (the first
+//     DefaultPreparedStatements texts seen twice) as prepared statements,
+//     which every connection's cache can hold without thrashing, and every
+//     other statement in cache_describe mode: one round trip, planned by the
+//     server each time, nothing kept on the server. Statements inside
+//     transactions use cache_describe. The README has the measurements.
 //   - connections are recycled after DefaultConnMaxLifetime.
 //
 // Anything the DSN sets itself (default_query_exec_mode,
-// description_cache_capacity, statement_cache_capacity) wins; so does
-// SetConnMaxLifetime on db.DB() afterwards.
+// description_cache_capacity, statement_cache_capacity) wins, and naming a
+// mode or a statement cache capacity turns the hot set off; behind
+// PgBouncer older than 1.21 in transaction mode, add
+// default_query_exec_mode=cache_describe (no prepared statements at all).
+// SetConnMaxLifetime on db.DB() afterwards wins too.
 func Open(dsn string) gorm.Dialector {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {

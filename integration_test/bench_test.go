@@ -97,7 +97,14 @@ func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migrat
 			require.NoError(b, db.WithContext(ctx).Create(&items).Error)
 		}
 	}
-	e.plain, err = openBench(maxConns)
+	// Plain GORM as most apps open it (pgx defaults: every statement
+	// prepared and cached); for one tenant that is what Open's hot set does.
+	e.plain, err = gorm.Open(postgres.Open(server.URL), &gorm.Config{Logger: logger.Discard})
+	require.NoError(b, err)
+	if s, err := e.plain.DB(); err == nil {
+		s.SetMaxOpenConns(maxConns)
+		s.SetMaxIdleConns(maxConns)
+	}
 	require.NoError(b, err)
 	b.Cleanup(func() {
 		for _, g := range []*gorm.DB{e.db, e.plain} {
