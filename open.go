@@ -53,10 +53,13 @@ const DefaultConnMaxLifetime = 30 * time.Minute
 // PgBouncer older than 1.21 in transaction mode, add
 // default_query_exec_mode=cache_describe (no prepared statements at all).
 // SetConnMaxLifetime on db.DB() afterwards wins too.
-func Open(dsn string) gorm.Dialector {
+func Open(dsn string, opts ...OpenOption) gorm.Dialector {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return errDialector{postgres.Open(dsn), fmt.Errorf("tenantplugin: parse DSN: %w", err)}
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	if !strings.Contains(dsn, "default_query_exec_mode") {
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
@@ -75,6 +78,14 @@ func Open(dsn string) gorm.Dialector {
 	sqlDB.SetConnMaxLifetime(DefaultConnMaxLifetime)
 	return postgres.New(postgres.Config{Conn: sqlDB})
 }
+
+// OpenOption adjusts the pgx configuration Open builds from the DSN.
+type OpenOption func(*pgx.ConnConfig)
+
+// WithPgxConfig lets fn change the pgx configuration (a tracer, TLS, ...)
+// before Open applies its own defaults; fields the defaults concern keep
+// Open's values unless the DSN names them.
+func WithPgxConfig(fn func(*pgx.ConnConfig)) OpenOption { return OpenOption(fn) }
 
 // errDialector reports a DSN error from gorm.Open instead of panicking.
 type errDialector struct {

@@ -16,9 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"gorm.io/driver/postgres"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -109,34 +109,30 @@ func Create(prefix string) (*DB, error) {
 	return &DB{Name: name, URL: u.String(), Counter: &Counter{}, admin: admin}, nil
 }
 
-// Open opens GORM on the scratch database through pgx, counting statements.
+// Open opens GORM on the scratch database the way the README recommends
+// (tenantplugin.Open), counting statements.
 func (d *DB) Open(maxConns int, cfg *gorm.Config) (*gorm.DB, error) {
-	sqlDB, err := d.OpenSQL(d.URL, maxConns)
-	if err != nil {
-		return nil, err
-	}
 	if cfg == nil {
 		cfg = &gorm.Config{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = logger.Discard
 	}
-	return gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), cfg)
-}
-
-// OpenSQL opens a *sql.DB on dsn with the statement counter attached.
-func (d *DB) OpenSQL(dsn string, maxConns int) (*sql.DB, error) {
-	cc, err := pgx.ParseConfig(dsn)
+	db, err := gorm.Open(tenantplugin.Open(d.URL, tenantplugin.WithPgxConfig(func(c *pgx.ConnConfig) {
+		c.Tracer = d.Counter
+	})), cfg)
 	if err != nil {
 		return nil, err
 	}
-	cc.Tracer = d.Counter
-	sqlDB := stdlib.OpenDB(*cc)
 	if maxConns > 0 {
+		sqlDB, err := db.DB()
+		if err != nil {
+			return nil, err
+		}
 		sqlDB.SetMaxOpenConns(maxConns)
 		sqlDB.SetMaxIdleConns(maxConns)
 	}
-	return sqlDB, nil
+	return db, nil
 }
 
 // Drop removes the database, closing any connection still open to it.
