@@ -100,10 +100,16 @@ func (p *Plugin) route(db *gorm.DB) {
 	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: routeSQL, routeArgs: routeArgs, tenant: v.label()}
 }
 
-// translateError runs after every statement: it turns "relation does not
+// translateError runs after every statement: it drops the statement's
+// routing pool, turns "relation does not
 // exist" for a tenant whose schema is missing into ErrUnknownTenant, and makes
 // database errors name the tenant.
 func (p *Plugin) translateError(db *gorm.DB) {
+	// The per-statement routing pool must not outlive the statement: a
+	// statement reused or cloned into another tenant's context would carry it.
+	if rp, ok := db.Statement.ConnPool.(*routedPool); ok {
+		db.Statement.ConnPool = rp.inner
+	}
 	if db.Error == nil {
 		return
 	}

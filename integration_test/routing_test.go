@@ -412,3 +412,29 @@ func TestSubqueriesEverywhereTakeTheTenant(t *testing.T) {
 		assert.Equal(t, a, j.Owner)
 	}
 }
+
+// TestReusedStatementFollowsItsContext: a statement that was routed by
+// search_path for tenant A and is then cloned into tenant B's context reads B.
+func TestReusedStatementFollowsItsContext(t *testing.T) {
+	e := newEnv(t, 1)
+	a, b := e.tenant("reusea"), e.tenant("reuseb")
+	plan := e.plan()
+	e.seed(a, plan)
+	e.seed(b, plan)
+	q := e.as(a).Table("polls p").Select("p.owner") // a statement reused as GORM allows
+	var r1, r2 []struct{ Owner string }
+	require.NoError(t, q.Find(&r1).Error)
+	require.Len(t, r1, 3)
+	for _, r := range r1 {
+		require.Equal(t, a, r.Owner)
+	}
+	server.Counter.Record()
+	require.NoError(t, q.WithContext(e.ctx(b)).Find(&r2).Error)
+	sent := server.Counter.Take()
+	// begin, set_config, the query, commit: nothing left over from a's routing.
+	assert.Len(t, sent, 4, "%q", sent)
+	require.Len(t, r2, 3)
+	for _, r := range r2 {
+		require.Equal(t, b, r.Owner)
+	}
+}
