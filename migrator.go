@@ -158,6 +158,8 @@ type Report struct {
 	// done); the others count their states.
 	Migrated, UpToDate, Failed, Skipped int
 	Elapsed                             time.Duration
+
+	op string // what the run did: "migrate", "create", "job", "run"
 }
 
 // Failures returns the failed tenants' results.
@@ -173,6 +175,14 @@ func (r *Report) Failures() []TenantResult {
 
 // String implements fmt.Stringer.
 func (r *Report) String() string {
+	switch r.op {
+	case "create":
+		return fmt.Sprintf("%d tenants: %d created, %d failed, %d skipped in %s",
+			len(r.Results), r.Migrated, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
+	case "job", "run":
+		return fmt.Sprintf("%d tenants: %d done, %d failed, %d skipped in %s",
+			len(r.Results), r.Migrated, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("%d tenants: %d migrated, %d up to date, %d failed, %d skipped in %s",
 		len(r.Results), r.Migrated, r.UpToDate, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
 }
@@ -549,7 +559,7 @@ func (m *Migrator) Migrate(ctx context.Context) (*Report, error) {
 // honouring cancellation and reporting progress.
 func (m *Migrator) run(ctx context.Context, op string, names []string, fn func(context.Context, string) (State, error)) (*Report, error) {
 	start := time.Now()
-	rep := &Report{Results: make([]TenantResult, len(names))}
+	rep := &Report{Results: make([]TenantResult, len(names)), op: op}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -46,7 +46,7 @@ func TestCommands(t *testing.T) {
 	sqlFile := filepath.Join(t.TempDir(), "seed.sql")
 	require.NoError(t, os.WriteFile(sqlFile, []byte(
 		"INSERT INTO tags (name, owner) VALUES ('from sql', current_schema());\nINSERT INTO tags (name, owner) VALUES ('again', current_schema());\n"), 0o644))
-	assert.Contains(t, run("tenants", "sql", sqlFile, "--all"), "2 tenants: 2 migrated")
+	assert.Contains(t, run("tenants", "sql", sqlFile, "--all"), "2 tenants: 2 done, 0 failed")
 	run("tenants", "run", "tag", "--tenant", two)
 	assert.EqualValues(t, 2, e.count(one, "tags"))
 	assert.EqualValues(t, 3, e.count(two, "tags"))
