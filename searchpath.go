@@ -71,7 +71,18 @@ func (r *routedPool) PrepareContext(ctx context.Context, query string) (*sql.Stm
 }
 
 // ExecContext runs query in a transaction of its own under the search_path.
+// Raw SQL has the same text for every tenant, so the driver's cached plan or
+// description of it may fit another tenant's layout (mid-migration): such a
+// failure is retried once, in a new transaction.
 func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := r.exec(ctx, query, args)
+	if err != nil && isDriftError(err) {
+		return r.exec(ctx, query, args)
+	}
+	return res, err
+}
+
+func (r *routedPool) exec(ctx context.Context, query string, args []any) (sql.Result, error) {
 	tx, c, err := r.begin(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -107,6 +118,14 @@ func (r *routedPool) QueryRowContext(ctx context.Context, query string, args ...
 }
 
 func (r *routedPool) query(ctx context.Context, query string, args []any) (*bufferedResult, error) {
+	res, err := r.queryOnce(ctx, query, args)
+	if err != nil && isDriftError(err) {
+		return r.queryOnce(ctx, query, args)
+	}
+	return res, err
+}
+
+func (r *routedPool) queryOnce(ctx context.Context, query string, args []any) (*bufferedResult, error) {
 	tx, c, err := r.begin(ctx, nil)
 	if err != nil {
 		return nil, err

@@ -67,3 +67,24 @@ func TestSchemaDriftIsRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestRawSQLAcrossDifferentLayouts: raw SQL has one text for all tenants; when
+// tenants' tables differ (mid-migration), the driver's cached plan or
+// description of that text must not fail the next tenant's read.
+func TestRawSQLAcrossDifferentLayouts(t *testing.T) {
+	e := newEnv(t, 1)
+	a, b := e.tenant("layouta"), e.tenant("layoutb")
+	plan := e.plan()
+	e.seed(a, plan)
+	e.seed(b, plan)
+	require.NoError(t, e.db.Exec(fmt.Sprintf(`ALTER TABLE %s.polls ADD COLUMN extra text`, tenantplugin.QuoteIdentifier(b))).Error)
+	for i := 0; i < 8; i++ { // alternate, past the hot-statement and plan-cache thresholds
+		for _, tn := range []string{a, b} {
+			var rows []map[string]any
+			require.NoError(t, e.as(tn).Raw("SELECT * FROM polls WHERE id > ?", 0).Scan(&rows).Error, "%s round %d", tn, i)
+			require.Len(t, rows, 3)
+			_, hasExtra := rows[0]["extra"]
+			assert.Equal(t, tn == b, hasExtra)
+		}
+	}
+}
