@@ -418,3 +418,27 @@ func TestTwoMigratorsRace(t *testing.T) {
 	assert.EqualValues(t, 1, created.Load())
 	assert.EqualValues(t, 1, exists.Load())
 }
+
+// TestForcedAutoMigrateChangesNothing: AutoMigrate over an up-to-date tenant
+// (the migrator answers GORM's catalog questions from pg_catalog) sends no
+// DDL and leaves the catalog as it was.
+func TestForcedAutoMigrateChangesNothing(t *testing.T) {
+	e := newIsolatedEnv(t, 2)
+	ctx := context.Background()
+	name := "force_" + e.shared
+	require.NoError(t, e.m.CreateTenant(ctx, name))
+	before := e.catalog(name)
+	m := e.p.Migrator(e.db, tenantplugin.WithForce())
+	_, err := m.CreateTenants(ctx, nil) // the one-off DDL capture, outside the count
+	require.NoError(t, err)
+	server.Counter.Record()
+	st, err := m.MigrateTenant(ctx, name)
+	sent := server.Counter.Take()
+	require.NoError(t, err)
+	assert.Equal(t, tenantplugin.StateMigrated, st)
+	for _, s := range sent {
+		u := strings.ToUpper(strings.TrimSpace(s))
+		assert.False(t, strings.HasPrefix(u, "ALTER") || strings.HasPrefix(u, "CREATE") || strings.HasPrefix(u, "DROP"), "DDL sent: %s", s)
+	}
+	assert.Equal(t, before, e.catalog(name))
+}
