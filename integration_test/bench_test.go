@@ -254,12 +254,15 @@ func BenchmarkRoundRobin(b *testing.B) {
 // running AutoMigrate in each new schema.
 func BenchmarkCreateTenants(b *testing.B) {
 	for _, n := range benchSizes(4) {
-		for _, mode := range []string{"replay", "automigrate"} {
+		for _, mode := range []string{"replay", "automigrate", "replay-serial", "automigrate-serial"} {
 			b.Run(fmt.Sprintf("tenants=%d/%s", n, mode), func(b *testing.B) {
 				e := newBenchEnv(b, 0, 0, 8)
 				var opts []tenantplugin.MigratorOption
-				if mode == "automigrate" {
+				if strings.HasPrefix(mode, "automigrate") {
 					opts = append(opts, tenantplugin.WithAutoMigrateCreate())
+				}
+				if strings.HasSuffix(mode, "-serial") { // one tenant at a time: latency, not throughput
+					opts = append(opts, tenantplugin.WithConcurrency(1))
 				}
 				m := e.p.Migrator(e.db, opts...)
 				_, err := m.CreateTenants(context.Background(), nil) // capture DDL outside the timing
