@@ -188,7 +188,7 @@ func (m *Migrator) AddDomain(ctx context.Context, tenant, host string) error {
 			return err
 		}
 		if n == 0 {
-			return &unknownTenantError{tenant: tenant, detail: "not registered"}
+			return notRegistered(tenant)
 		}
 		return tx.Create(&TenantDomain{Host: h, Tenant: tenant}).Error
 	})

@@ -105,13 +105,18 @@ func isDriftError(err error) bool {
 	return false
 }
 
+// retryOnDrift runs fn, and once more when it failed on drift.
+func retryOnDrift[T any](fn func() (T, error)) (T, error) {
+	v, err := fn()
+	if err != nil && isDriftError(err) {
+		return fn()
+	}
+	return v, err
+}
+
 func (d *driftPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	args = d.withMode(query, args)
-	rows, err := d.ConnPool.QueryContext(ctx, query, args...)
-	if err != nil && isDriftError(err) {
-		return d.ConnPool.QueryContext(ctx, query, args...)
-	}
-	return rows, err
+	return retryOnDrift(func() (*sql.Rows, error) { return d.ConnPool.QueryContext(ctx, query, args...) })
 }
 
 // QueryRowContext picks the mode like QueryContext (its error comes with Scan,
@@ -122,14 +127,11 @@ func (d *driftPool) QueryRowContext(ctx context.Context, query string, args ...a
 
 func (d *driftPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	args = d.withMode(query, args)
-	res, err := d.ConnPool.ExecContext(ctx, query, args...)
-	if err != nil && isDriftError(err) {
-		return d.ConnPool.ExecContext(ctx, query, args...)
-	}
-	return res, err
+	return retryOnDrift(func() (sql.Result, error) { return d.ConnPool.ExecContext(ctx, query, args...) })
 }
 
-// BeginTx implements gorm.ConnPoolBeginner; transactions are not wrapped.
+// BeginTx implements gorm.ConnPoolBeginner. A transaction gets the hot set
+// (hotTx) but no drift retry: an error aborts it.
 func (d *driftPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
 	var tx gorm.ConnPool
 	var err error

@@ -69,6 +69,11 @@ func (e *unknownTenantError) Is(target error) bool { return target == ErrUnknown
 // Unwrap gives errors.Is and errors.As the cause.
 func (e *unknownTenantError) Unwrap() error { return e.cause }
 
+// notRegistered reports a tenant missing from the registry.
+func notRegistered(name string) error {
+	return &unknownTenantError{tenant: name, detail: "not registered"}
+}
+
 func noTenantError(table string) error {
 	return fmt.Errorf("%w: table %q is a tenant table; use tenantplugin.WithTenant (or SharedOnly for shared tables)", ErrNoTenant, table)
 }

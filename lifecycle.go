@@ -63,10 +63,10 @@ func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	v := valueFrom(WithTenant(ctx, name))
+	v := newTenantValue(name)
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
-		var exists bool
-		if err := tx.Raw("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?)", name).Scan(&exists).Error; err != nil {
+		exists, err := schemaExistsOn(tx.Statement.Context, tx.Statement.ConnPool, name)
+		if err != nil {
 			return err
 		}
 		if !exists {

@@ -254,7 +254,7 @@ func existing(ctx context.Context, d *Directory, name string) (string, error) {
 		return "", err
 	}
 	if !ok {
-		return "", &unknownTenantError{tenant: name, detail: "not registered"}
+		return "", notRegistered(name)
 	}
 	return name, nil
 }

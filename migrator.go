@@ -306,7 +306,7 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...str
 	if m.err != nil {
 		return m.err
 	}
-	if err := ValidateName(name); err != nil {
+	if err := m.checkName(name); err != nil {
 		return err
 	}
 	hosts := make([]string, len(domains))
@@ -316,9 +316,6 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...str
 			return err
 		}
 		hosts[i] = h
-	}
-	if err := m.checkNotShared(name); err != nil {
-		return err
 	}
 	plan, err := m.ddl(ctx)
 	if err != nil {
@@ -335,7 +332,12 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...str
 	return err
 }
 
-func (m *Migrator) checkNotShared(name string) error {
+// checkName validates a tenant name for creation or removal: the tenant rule,
+// and never the shared schema.
+func (m *Migrator) checkName(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
 	if name == m.p.sharedSchema {
 		return &NameError{Name: name, Reason: "it is the shared schema"}
 	}
@@ -344,7 +346,7 @@ func (m *Migrator) checkNotShared(name string) error {
 
 func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan, hosts []string) error {
 	p := m.p
-	v := valueFrom(WithTenant(ctx, name))
+	v := newTenantValue(name)
 	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
 		if err := advisoryLock(tx, lockKey("tenant", name)); err != nil {
 			return err
@@ -407,10 +409,7 @@ func (m *Migrator) CreateTenants(ctx context.Context, names []string) (*Report, 
 	}
 	defer m.p.Directory().Invalidate()
 	return m.run(ctx, "create", names, func(ctx context.Context, name string) (State, error) {
-		if err := ValidateName(name); err != nil {
-			return StateFailed, err
-		}
-		if err := m.checkNotShared(name); err != nil {
+		if err := m.checkName(name); err != nil {
 			return StateFailed, err
 		}
 		if err := m.createTenant(ctx, name, plan, nil); err != nil {
@@ -427,10 +426,7 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 	if m.err != nil {
 		return m.err
 	}
-	if err := ValidateName(name); err != nil {
-		return err
-	}
-	if err := m.checkNotShared(name); err != nil {
+	if err := m.checkName(name); err != nil {
 		return err
 	}
 	err := m.p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
@@ -442,7 +438,7 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			return &unknownTenantError{tenant: name, detail: "not registered"}
+			return notRegistered(name)
 		}
 		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA IF EXISTS "+QuoteIdentifier(name)+" CASCADE"); err != nil {
 			return err
@@ -509,7 +505,7 @@ func (m *Migrator) MigrateTenant(ctx context.Context, name string) (State, error
 }
 
 func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan) (State, error) {
-	v := valueFrom(WithTenant(ctx, name))
+	v := newTenantValue(name)
 	if v.err != nil {
 		return StateFailed, v.err
 	}
@@ -521,7 +517,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("name", "fingerprint").
 			Where("name = ?", name).Take(&rec).Error; err != nil {
 			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return &unknownTenantError{tenant: name, detail: "not registered"}
+				return notRegistered(name)
 			}
 			return err
 		}
@@ -700,7 +696,7 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 		return nil, err
 	}
 	scratch := "tenantplugin_capture_" + hex.EncodeToString(rnd[:])
-	v := valueFrom(WithTenant(ctx, scratch))
+	v := newTenantValue(scratch)
 	rec := &recorder{}
 	var shape []string
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {

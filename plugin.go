@@ -228,9 +228,13 @@ func (p *Plugin) searchPath(v *tenantValue) string {
 // schemaExists asks the catalog whether a schema exists. It is used on error
 // paths only.
 func (p *Plugin) schemaExists(ctx context.Context, name string) (bool, error) {
+	return schemaExistsOn(context.WithoutCancel(ctx), p.rootPool, name)
+}
+
+// schemaExistsOn asks the catalog, on pool, whether schema name exists.
+func schemaExistsOn(ctx context.Context, pool gorm.ConnPool, name string) (bool, error) {
 	var exists bool
-	row := p.rootPool.QueryRowContext(context.WithoutCancel(ctx),
-		"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", name)
+	row := pool.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", name)
 	if err := row.Scan(&exists); err != nil {
 		return false, err
 	}

@@ -75,11 +75,7 @@ func (r *routedPool) PrepareContext(ctx context.Context, query string) (*sql.Stm
 // description of it may fit another tenant's layout (mid-migration): such a
 // failure is retried once, in a new transaction.
 func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := r.exec(ctx, query, args)
-	if err != nil && isDriftError(err) {
-		return r.exec(ctx, query, args)
-	}
-	return res, err
+	return retryOnDrift(func() (sql.Result, error) { return r.exec(ctx, query, args) })
 }
 
 func (r *routedPool) exec(ctx context.Context, query string, args []any) (sql.Result, error) {
@@ -118,11 +114,7 @@ func (r *routedPool) QueryRowContext(ctx context.Context, query string, args ...
 }
 
 func (r *routedPool) query(ctx context.Context, query string, args []any) (*bufferedResult, error) {
-	res, err := r.queryOnce(ctx, query, args)
-	if err != nil && isDriftError(err) {
-		return r.queryOnce(ctx, query, args)
-	}
-	return res, err
+	return retryOnDrift(func() (*bufferedResult, error) { return r.queryOnce(ctx, query, args) })
 }
 
 func (r *routedPool) queryOnce(ctx context.Context, query string, args []any) (*bufferedResult, error) {

@@ -47,13 +47,18 @@ func withPathSet(ctx context.Context, v *tenantValue) context.Context {
 // the context so that every statement run with it fails with
 // ErrInvalidTenantName before any SQL is built.
 func WithTenant(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, newTenantValue(name))
+}
+
+// newTenantValue validates name once and keeps its quoted form.
+func newTenantValue(name string) *tenantValue {
 	v := &tenantValue{name: name}
 	if err := ValidateName(name); err != nil {
 		v.err = err
 	} else {
 		v.quoted = QuoteIdentifier(name)
 	}
-	return context.WithValue(ctx, ctxKey{}, v)
+	return v
 }
 
 // SharedOnly returns a copy of ctx in which every statement runs against the

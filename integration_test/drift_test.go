@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 )
 
 // TestSchemaDriftIsRetried: a table changes under a statement the driver has
@@ -25,16 +24,8 @@ func TestSchemaDriftIsRetried(t *testing.T) {
 			if mode == "pgx-default" {
 				d = postgres.Open(server.URL)
 			}
-			db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard})
-			require.NoError(t, err)
-			sqlDB, _ := db.DB()
-			defer sqlDB.Close()
-			sqlDB.SetMaxOpenConns(1)
-			p := testPlugin(fmt.Sprintf("drift_%d", sharedN.Add(1)))
-			require.NoError(t, db.Use(p))
-			m := p.Migrator(db)
+			db, _, m := pluginDB(t, d, 1, "drift")
 			ctx := context.Background()
-			require.NoError(t, m.MigrateShared(ctx))
 			name := fmt.Sprintf("drift%d", tenantN.Add(1))
 			require.NoError(t, m.CreateTenant(ctx, name))
 			tdb := db.WithContext(tenantplugin.WithTenant(ctx, name))
@@ -59,7 +50,7 @@ func TestSchemaDriftIsRetried(t *testing.T) {
 				require.NoError(t, tdb.Find(&ps).Error)
 			}
 			alter("extra2")
-			err = tdb.Transaction(func(tx *gorm.DB) error { return tx.Find(&ps).Error })
+			err := tdb.Transaction(func(tx *gorm.DB) error { return tx.Find(&ps).Error })
 			if err != nil {
 				assert.Contains(t, err.Error(), name)
 			}

@@ -10,23 +10,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 )
 
 // TestOpenPreparesHotStatements: on a pool from tenantplugin.Open, a
 // statement text seen twice runs as a server-side prepared statement from
 // then on; a text seen once does not.
 func TestOpenPreparesHotStatements(t *testing.T) {
-	db, err := gorm.Open(tenantplugin.Open(server.URL), &gorm.Config{Logger: logger.Discard})
-	require.NoError(t, err)
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
-	sqlDB.SetMaxOpenConns(1)
-	p := testPlugin(fmt.Sprintf("hot_%d", sharedN.Add(1)))
-	require.NoError(t, db.Use(p))
-	m := p.Migrator(db)
+	db, _, m := pluginDB(t, tenantplugin.Open(server.URL), 1, "hot")
 	ctx := context.Background()
-	require.NoError(t, m.MigrateShared(ctx))
 	a := fmt.Sprintf("hot%d", tenantN.Add(1))
 	require.NoError(t, m.CreateTenant(ctx, a))
 	tdb := db.WithContext(tenantplugin.WithTenant(ctx, a))

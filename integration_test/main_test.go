@@ -14,6 +14,7 @@ import (
 	"github.com/gorm-tenancy/tenantplugin/internal/testdb"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 )
 
 // Shared model.
@@ -120,6 +121,23 @@ func newEnv(t testing.TB, maxConns int) *env {
 	m := p.Migrator(db)
 	require.NoError(t, m.MigrateShared(context.Background()))
 	return &env{t: t, db: db, p: p, m: m}
+}
+
+// pluginDB opens d with the test plugin on a shared schema of its own,
+// migrated, on a pool of maxConns; the pool is closed at cleanup.
+func pluginDB(t testing.TB, d gorm.Dialector, maxConns int, sharedPrefix string) (*gorm.DB, *tenantplugin.Plugin, *tenantplugin.Migrator) {
+	t.Helper()
+	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	t.Cleanup(func() { sqlDB.Close() })
+	sqlDB.SetMaxOpenConns(maxConns)
+	p := testPlugin(fmt.Sprintf("%s_%d", sharedPrefix, sharedN.Add(1)))
+	require.NoError(t, db.Use(p))
+	m := p.Migrator(db)
+	require.NoError(t, m.MigrateShared(context.Background()))
+	return db, p, m
 }
 
 // tenant creates a new tenant with a unique name starting with prefix.

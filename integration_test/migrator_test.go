@@ -44,6 +44,19 @@ func newIsolatedEnv(t testing.TB, maxConns int, opts ...tenantplugin.MigratorOpt
 	return &isolatedEnv{env: &env{t: t, db: db, p: p, m: m}, shared: shared}
 }
 
+// createTenants creates n tenants named <prefix><NN>_<shared> in one bulk run.
+func (e *isolatedEnv) createTenants(prefix string, n int) []string {
+	e.t.Helper()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%02d_%s", prefix, i, e.shared)
+	}
+	rep, err := e.m.CreateTenants(context.Background(), names)
+	require.NoError(e.t, err)
+	require.Equal(e.t, n, rep.Migrated, rep.String())
+	return names
+}
+
 // catalog describes a schema's tables, columns, types, defaults, indexes and
 // constraints, with the schema's own name replaced by $S.
 func (e *env) catalog(schema string) string {
@@ -204,13 +217,7 @@ func TestOneFailingTenantOfFifty(t *testing.T) {
 	base := []*gormigrate.Migration{addNoteColumn("001_note")}
 	e := newIsolatedEnv(t, 6, tenantplugin.WithMigrations(base...), tenantplugin.WithConcurrency(4))
 	ctx := context.Background()
-	var names []string
-	for i := 0; i < 50; i++ {
-		names = append(names, fmt.Sprintf("f%02d_%s", i, e.shared))
-	}
-	rep, err := e.m.CreateTenants(ctx, names)
-	require.NoError(t, err)
-	require.Equal(t, 50, rep.Migrated)
+	names := e.createTenants("f", 50)
 	victim := names[17]
 	before := e.catalog(victim)
 
@@ -232,7 +239,7 @@ func TestOneFailingTenantOfFifty(t *testing.T) {
 	m2 := e.p.Migrator(e.db, tenantplugin.WithMigrations(append(base, second)...), tenantplugin.WithConcurrency(4),
 		tenantplugin.WithProgress(func(p tenantplugin.Progress) { events = append(events, p); logProgress(p) }))
 
-	rep, err = m2.MigrateTenants(ctx)
+	rep, err := m2.MigrateTenants(ctx)
 	require.Error(t, err)
 	var runErr *tenantplugin.RunError
 	require.ErrorAs(t, err, &runErr)
@@ -271,12 +278,7 @@ func TestOneFailingTenantOfFifty(t *testing.T) {
 func TestNothingToDoCostsOneQuery(t *testing.T) {
 	e := newIsolatedEnv(t, 4)
 	ctx := context.Background()
-	var names []string
-	for i := 0; i < 30; i++ {
-		names = append(names, fmt.Sprintf("n%02d_%s", i, e.shared))
-	}
-	_, err := e.m.CreateTenants(ctx, names)
-	require.NoError(t, err)
+	e.createTenants("n", 30)
 	m := e.p.Migrator(e.db) // a new migrator, as at start-up
 	before := server.Counter.Count()
 	rep, err := m.MigrateTenants(ctx)
@@ -317,12 +319,7 @@ func TestPanickingMigrationIsReported(t *testing.T) {
 func TestCancelledRunStopsCleanly(t *testing.T) {
 	e := newIsolatedEnv(t, 4)
 	ctx := context.Background()
-	var names []string
-	for i := 0; i < 12; i++ {
-		names = append(names, fmt.Sprintf("c%02d_%s", i, e.shared))
-	}
-	_, err := e.m.CreateTenants(ctx, names)
-	require.NoError(t, err)
+	e.createTenants("c", 12)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := e.p.Migrator(e.db, tenantplugin.WithForce(), tenantplugin.WithConcurrency(1),
@@ -347,12 +344,7 @@ func TestCancelledRunStopsCleanly(t *testing.T) {
 func TestTwoMigratorsRace(t *testing.T) {
 	e := newIsolatedEnv(t, 4)
 	ctx := context.Background()
-	var names []string
-	for i := 0; i < 10; i++ {
-		names = append(names, fmt.Sprintf("r%02d_%s", i, e.shared))
-	}
-	_, err := e.m.CreateTenants(ctx, names)
-	require.NoError(t, err)
+	names := e.createTenants("r", 10)
 
 	var running, maxRunning sync.Map // tenant -> *atomic.Int32
 	mig := &gormigrate.Migration{ID: "once", Migrate: func(tx *gorm.DB) error {

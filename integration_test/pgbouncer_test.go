@@ -109,17 +109,8 @@ func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	// PgBouncer 1.18 keeps no prepared statements across transactions:
 	// naming the mode turns Open's prepared hot statements off.
 	dsn := startPgBouncer(t, 2) + "&default_query_exec_mode=cache_describe"
-	db, err := gorm.Open(tenantplugin.Open(dsn), &gorm.Config{Logger: logger.Discard})
-	require.NoError(t, err)
-	sqlDB, err := db.DB()
-	require.NoError(t, err)
-	defer sqlDB.Close()
-	sqlDB.SetMaxOpenConns(16)
-	p := testPlugin(fmt.Sprintf("bouncer_%d", sharedN.Add(1)))
-	require.NoError(t, db.Use(p))
-	m := p.Migrator(db)
+	db, _, m := pluginDB(t, tenantplugin.Open(dsn), 16, "bouncer")
 	ctx := context.Background()
-	require.NoError(t, m.MigrateShared(ctx))
 	var tenants []string
 	for i := 0; i < 4; i++ {
 		n := fmt.Sprintf("pgb%d_%d", i, tenantN.Add(1))
