@@ -259,13 +259,7 @@ func TestPoolNeverKeepsSearchPath(t *testing.T) {
 // the goroutines; every read must return only the goroutine's tenant.
 func TestConcurrentTenants(t *testing.T) {
 	e := newEnv(t, 4)
-	plan := e.plan()
-	var tenants []string
-	for i := 0; i < 6; i++ {
-		tn := e.tenant("conc")
-		e.seed(tn, plan)
-		tenants = append(tenants, tn)
-	}
+	tenants := e.seededTenants("conc", 6)
 	const goroutines, iterations = 24, 25
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -54,6 +54,19 @@ func (e *env) seed(tenant string, plan *Plan) {
 	}
 }
 
+// seededTenants creates n tenants named prefix_N, each seeded with the same
+// rows (see seed) against one shared plan.
+func (e *env) seededTenants(prefix string, n int) []string {
+	e.t.Helper()
+	plan := e.plan()
+	tenants := make([]string, n)
+	for i := range tenants {
+		tenants[i] = e.tenant(prefix)
+		e.seed(tenants[i], plan)
+	}
+	return tenants
+}
+
 func ownersOf[T any](t *testing.T, rows []T, get func(T) string) []string {
 	t.Helper()
 	var out []string

@@ -22,13 +22,7 @@ import (
 // mid-statement. Every row carries its tenant's name; every read checks it.
 func TestLeakHunt(t *testing.T) {
 	e := newEnv(t, 6)
-	plan := e.plan()
-	var tenants []string
-	for i := 0; i < 8; i++ {
-		tn := e.tenant("hunt")
-		e.seed(tn, plan)
-		tenants = append(tenants, tn)
-	}
+	tenants := e.seededTenants("hunt", 8)
 	const goroutines, maxOps = 24, 4000
 	deadline := time.Now().Add(4 * time.Second)
 	var ops, rows, leaks, cancelled atomic.Int64
