@@ -87,17 +87,17 @@ func (p *Plugin) route(db *gorm.DB) {
 	if !needPath || v == nil {
 		return
 	}
-	routeSQL, routeArgs := p.routeStatement(v)
+	sql, args := p.routeStatement(v)
 	if _, inTx := stmt.ConnPool.(gorm.TxCommitter); inTx {
 		if isSavepointSQL(stmt) {
 			return
 		}
-		if _, err := stmt.ConnPool.ExecContext(stmt.Context, routeSQL, routeArgs...); err != nil {
-			db.AddError(&TenantError{Tenant: v.label(), Op: "set search_path", Err: err})
+		if _, err := stmt.ConnPool.ExecContext(stmt.Context, sql, args...); err != nil {
+			db.AddError(routeError(v, err))
 		}
 		return
 	}
-	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: routeSQL, routeArgs: routeArgs, tenant: v.label()}
+	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v}
 }
 
 // translateError runs after every statement: it drops the statement's

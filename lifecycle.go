@@ -28,7 +28,7 @@ func (p *Plugin) inSchema(ctx context.Context, v *tenantValue, lock string, fn f
 		if err := advisoryLock(tx, lock); err != nil {
 			return err
 		}
-		if err := setPath(tx, p.searchPath(v)); err != nil {
+		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
 		return fn(tx.WithContext(withPathSet(ctx, v)))
@@ -44,9 +44,11 @@ func advisoryLock(tx *gorm.DB, name string) error {
 	return nil
 }
 
-func setPath(tx *gorm.DB, path string) error {
-	if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, setPathSQL, path); err != nil {
-		return fmt.Errorf("tenantplugin: set search_path: %w", err)
+// setPath routes transaction tx to v's search_path (never a tenant role:
+// the library's own work, migrations included, runs as the login role).
+func (p *Plugin) setPath(tx *gorm.DB, v *tenantValue) error {
+	if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, routeSQL, p.routeSchema(v), p.searchPath(v)); err != nil {
+		return routeError(v, err)
 	}
 	return nil
 }
@@ -65,16 +67,9 @@ func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.
 	}
 	v := newTenantValue(name)
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
-		exists, err := schemaExistsOn(tx.Statement.Context, tx.Statement.ConnPool, name)
-		if err != nil {
-			return err
-		}
-		if !exists {
-			return &unknownTenantError{tenant: name}
-		}
-		routeSQL, routeArgs := p.routeStatement(v)
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, routeSQL, routeArgs...); err != nil {
-			return fmt.Errorf("tenantplugin: route transaction: %w", err)
+		sql, args := p.routeStatement(v)
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sql, args...); err != nil {
+			return routeError(v, err)
 		}
 		return fn(tx.WithContext(withPathSet(ctx, v)))
 	})

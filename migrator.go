@@ -246,7 +246,7 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := setPath(tx, p.searchPath(v)); err != nil {
+		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
 		stx := p.migrationSession(tx.WithContext(withPathSet(SharedOnly(ctx), v)), true)
@@ -371,7 +371,7 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 			}
 			return err
 		}
-		if err := setPath(tx, p.searchPath(v)); err != nil {
+		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
 		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
@@ -703,7 +703,7 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
 			return err
 		}
-		if err := setPath(tx, p.searchPath(v)); err != nil {
+		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
 		cctx := context.WithValue(withPathSet(ctx, v), recorderKey{}, rec)

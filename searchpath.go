@@ -23,7 +23,7 @@ type routedPool struct {
 	inner     gorm.ConnPool
 	routeSQL  string // set_config of search_path (and role)
 	routeArgs []any
-	tenant    string
+	v         *tenantValue
 }
 
 var errNoBegin = errors.New("tenantplugin: the connection pool cannot begin transactions, so raw SQL cannot be routed")
@@ -48,13 +48,13 @@ func (r *routedPool) begin(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	}
 	if _, err := tx.ExecContext(ctx, r.routeSQL, r.routeArgs...); err != nil {
 		_ = c.Rollback()
-		return nil, nil, r.wrap("set search_path", err)
+		return nil, nil, routeError(r.v, err)
 	}
 	return tx, c, nil
 }
 
 func (r *routedPool) wrap(op string, err error) error {
-	return &TenantError{Tenant: r.tenant, Op: op, Err: err}
+	return &TenantError{Tenant: r.v.label(), Op: op, Err: err}
 }
 
 // BeginTx implements gorm.ConnPoolBeginner: GORM's default transaction gets
@@ -67,7 +67,7 @@ func (r *routedPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Con
 // PrepareContext is refused: a prepared statement outlives the transaction
 // that would carry the search_path.
 func (r *routedPool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are only routed inside a transaction", r.tenant)
+	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are only routed inside a transaction", r.v.label())
 }
 
 // ExecContext runs query in a transaction of its own under the search_path.
