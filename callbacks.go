@@ -55,6 +55,12 @@ func (p *Plugin) route(db *gorm.DB) {
 		db.AddError(v.err)
 		return
 	}
+	if v != nil && !v.shared {
+		if reason := p.notATenant(v.name); reason != "" {
+			db.AddError(&NameError{Name: v.name, Reason: reason})
+			return
+		}
+	}
 	if v != nil && v.pathSet {
 		// The caller's transaction already runs under this search_path
 		// (the migrator and RunInTenant set it right after BEGIN).
@@ -118,7 +124,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		return
 	}
 	var te *TenantError
-	var ue *unknownTenantError
+	var ue *UnknownTenantError
 	if errors.As(db.Error, &te) || errors.As(db.Error, &ue) {
 		return
 	}
@@ -128,7 +134,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	}
 	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
 		if exists, err := p.schemaExists(db.Statement.Context, v.name); err == nil && !exists {
-			db.Error = &unknownTenantError{tenant: v.name, cause: db.Error}
+			db.Error = &UnknownTenantError{Tenant: v.name, Err: db.Error}
 			return
 		}
 	}

@@ -2,11 +2,8 @@ package tenantplugin
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
-
-	"gorm.io/gorm"
 )
 
 // Directory answers "which tenant is this host?" and "does this tenant
@@ -109,11 +106,11 @@ func (d *Directory) put(m map[string]dirEntry, key string, e dirEntry, gen uint6
 // name, see NormalizeHost), or ErrUnknownTenant.
 func (d *Directory) TenantForHost(ctx context.Context, host string) (string, error) {
 	if d.p.db == nil {
-		return "", &RegistryError{Err: errNotRegistered}
+		return "", &RegistryError{Err: ErrNotRegistered}
 	}
 	if e, ok := d.get(d.hosts, host); ok {
 		if e.tenant == "" {
-			return "", &unknownHostError{host: host}
+			return "", &UnknownTenantError{Host: host}
 		}
 		return e.tenant, nil
 	}
@@ -125,7 +122,7 @@ func (d *Directory) TenantForHost(ctx context.Context, host string) (string, err
 	}
 	d.put(d.hosts, host, dirEntry{tenant: rec.Tenant}, gen)
 	if rec.Tenant == "" {
-		return "", &unknownHostError{host: host}
+		return "", &UnknownTenantError{Host: host}
 	}
 	return rec.Tenant, nil
 }
@@ -133,7 +130,7 @@ func (d *Directory) TenantForHost(ctx context.Context, host string) (string, err
 // Exists reports whether tenant name is registered.
 func (d *Directory) Exists(ctx context.Context, name string) (bool, error) {
 	if d.p.db == nil {
-		return false, &RegistryError{Err: errNotRegistered}
+		return false, &RegistryError{Err: ErrNotRegistered}
 	}
 	if e, ok := d.get(d.names, name); ok {
 		return e.exists, nil
@@ -146,85 +143,4 @@ func (d *Directory) Exists(ctx context.Context, name string) (bool, error) {
 	}
 	d.put(d.names, name, dirEntry{exists: n > 0}, gen)
 	return n > 0, nil
-}
-
-// RegistryError reports that the tenant registry could not be read (the
-// database is unreachable, say): the middleware answers 503.
-type RegistryError struct{ Err error }
-
-// Error implements error.
-func (e *RegistryError) Error() string {
-	return "tenantplugin: tenant registry unavailable: " + e.Err.Error()
-}
-
-// Unwrap gives errors.Is and errors.As the cause.
-func (e *RegistryError) Unwrap() error { return e.Err }
-
-type unknownHostError struct{ host string }
-
-// Error implements error.
-func (e *unknownHostError) Error() string {
-	return "tenantplugin: unknown tenant: no tenant for host " + quoteForMessage(e.host)
-}
-func (e *unknownHostError) Is(target error) bool { return target == ErrUnknownTenant }
-
-func quoteForMessage(s string) string { return `"` + truncateForMessage(s) + `"` }
-
-// AddDomain maps host to tenant (a tenant may have several domains).
-func (m *Migrator) AddDomain(ctx context.Context, tenant, host string) error {
-	if m.err != nil {
-		return m.err
-	}
-	h, err := NormalizeHost(host)
-	if err != nil {
-		return err
-	}
-	if err := ValidateName(tenant); err != nil {
-		return err
-	}
-	err = m.p.db.WithContext(SharedOnly(ctx)).Transaction(func(tx *gorm.DB) error {
-		var n int64
-		if err := tx.Model(&TenantRecord{}).Where("name = ?", tenant).Count(&n).Error; err != nil {
-			return err
-		}
-		if n == 0 {
-			return notRegistered(tenant)
-		}
-		return tx.Create(&TenantDomain{Host: h, Tenant: tenant}).Error
-	})
-	m.p.Directory().Invalidate()
-	if err != nil && !errors.Is(err, ErrUnknownTenant) {
-		return &TenantError{Tenant: tenant, Op: "add domain " + h, Err: err}
-	}
-	return err
-}
-
-// RemoveDomain removes a host mapping.
-func (m *Migrator) RemoveDomain(ctx context.Context, host string) error {
-	if m.err != nil {
-		return m.err
-	}
-	h, err := NormalizeHost(host)
-	if err != nil {
-		return err
-	}
-	res := m.p.db.WithContext(SharedOnly(ctx)).Where("host = ?", h).Delete(&TenantDomain{})
-	m.p.Directory().Invalidate()
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return &unknownHostError{host: h}
-	}
-	return nil
-}
-
-// Domains lists the hosts of tenant.
-func (m *Migrator) Domains(ctx context.Context, tenant string) ([]string, error) {
-	if m.err != nil {
-		return nil, m.err
-	}
-	var hosts []string
-	err := m.p.db.WithContext(SharedOnly(ctx)).Model(&TenantDomain{}).Where("tenant = ?", tenant).Order("host").Pluck("host", &hosts).Error
-	return hosts, err
 }

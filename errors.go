@@ -3,25 +3,53 @@ package tenantplugin
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
+
+// Every sentinel and error type of the package lives in this file. Errors
+// that concern one tenant name it; errors.Is and errors.As see through every
+// wrapper to the sentinel and to the database error underneath.
 
 var (
 	// ErrNoTenant is returned when a tenant table is used with a context that
 	// carries no tenant. No SQL is sent.
 	ErrNoTenant = errors.New("tenantplugin: no tenant in context")
-	// ErrInvalidTenantName is returned for a tenant name that fails ValidateName.
-	// No SQL is sent.
+	// ErrInvalidTenantName is returned for a name that cannot be a tenant:
+	// it fails ValidateName, or it is the shared schema or an extension
+	// schema. No SQL is sent.
 	ErrInvalidTenantName = errors.New("tenantplugin: invalid tenant name")
-	// ErrUnknownTenant is returned when the tenant's schema (or registry row)
-	// does not exist.
+	// ErrUnknownTenant is returned when a tenant is not registered or its
+	// schema does not exist, and by the HTTP resolvers for a host or name
+	// that belongs to no tenant.
 	ErrUnknownTenant = errors.New("tenantplugin: unknown tenant")
 	// ErrTenantExists is returned by CreateTenant for a tenant that is already
-	// registered.
+	// registered (or whose schema exists).
 	ErrTenantExists = errors.New("tenantplugin: tenant already exists")
 	// ErrCrossTenant is returned when one statement would mix two tenants, such
 	// as a subquery built for tenant A inside a statement for tenant B.
 	ErrCrossTenant = errors.New("tenantplugin: statement mixes tenants")
+	// ErrNotRegistered is returned by every method that needs the plugin's
+	// database when db.Use(plugin) has not run (or failed).
+	ErrNotRegistered = errors.New("tenantplugin: the plugin is not registered: call db.Use(plugin) first")
+	// ErrMalformedHost is returned for a host name that is not a well-formed
+	// DNS name or IP literal (see tenanthttp.NormalizeHost).
+	ErrMalformedHost = errors.New("tenantplugin: malformed host")
 )
+
+// NameError is returned for a tenant name that fails validation. It matches
+// ErrInvalidTenantName with errors.Is.
+type NameError struct {
+	Name   string
+	Reason string
+}
+
+// Error implements error.
+func (e *NameError) Error() string {
+	return fmt.Sprintf("tenantplugin: invalid tenant name %q: %s", truncateForMessage(e.Name), e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidTenantName) hold.
+func (e *NameError) Is(target error) bool { return target == ErrInvalidTenantName }
 
 // TenantError wraps an error that happened while working for one tenant, so
 // that the message names the tenant. errors.Is and errors.As see through it.
@@ -42,38 +70,96 @@ func (e *TenantError) Error() string {
 // Unwrap gives errors.Is and errors.As the cause.
 func (e *TenantError) Unwrap() error { return e.Err }
 
-// unknownTenantError reports a tenant that does not exist (no schema, or no
-// registry row); it matches ErrUnknownTenant and keeps the database error
-// reachable through errors.As.
-type unknownTenantError struct {
-	tenant string
-	detail string // what is missing; default: its schema
-	cause  error
+// UnknownTenantError reports a tenant that does not exist: it is not
+// registered, its schema is missing, or (Host set) no tenant is registered
+// for a host. It matches ErrUnknownTenant; Err, when set, is the database
+// error that revealed it.
+type UnknownTenantError struct {
+	Tenant string // the tenant name, when there is one
+	Host   string // the host that resolved to no tenant, for host lookups
+	Detail string // what is missing; default: the tenant's schema
+	Err    error
 }
 
 // Error implements error.
-func (e *unknownTenantError) Error() string {
-	detail := e.detail
-	if detail == "" {
-		detail = "schema " + QuoteIdentifier(e.tenant) + " does not exist"
+func (e *UnknownTenantError) Error() string {
+	var msg string
+	if e.Tenant == "" && e.Host != "" {
+		msg = "tenantplugin: unknown tenant: no tenant for host " + quoteForMessage(e.Host)
+	} else {
+		detail := e.Detail
+		if detail == "" {
+			detail = "schema " + QuoteIdentifier(e.Tenant) + " does not exist"
+		}
+		msg = fmt.Sprintf("tenantplugin: unknown tenant %q: %s", truncateForMessage(e.Tenant), detail)
 	}
-	msg := fmt.Sprintf("tenantplugin: unknown tenant %q: %s", e.tenant, detail)
-	if e.cause != nil {
-		msg += ": " + e.cause.Error()
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
 	}
 	return msg
 }
 
-func (e *unknownTenantError) Is(target error) bool { return target == ErrUnknownTenant }
+// Is makes errors.Is(err, ErrUnknownTenant) hold.
+func (e *UnknownTenantError) Is(target error) bool { return target == ErrUnknownTenant }
 
 // Unwrap gives errors.Is and errors.As the cause.
-func (e *unknownTenantError) Unwrap() error { return e.cause }
+func (e *UnknownTenantError) Unwrap() error { return e.Err }
 
 // notRegistered reports a tenant missing from the registry.
 func notRegistered(name string) error {
-	return &unknownTenantError{tenant: name, detail: "not registered"}
+	return &UnknownTenantError{Tenant: name, Detail: "not registered"}
 }
 
 func noTenantError(table string) error {
 	return fmt.Errorf("%w: table %q is a tenant table; use tenantplugin.WithTenant (or SharedOnly for shared tables)", ErrNoTenant, table)
 }
+
+// RunError is returned when some tenants of a run failed or were skipped. It
+// unwraps to each failure (each a *TenantError naming its tenant) and to the
+// context's error when the run was cancelled.
+type RunError struct {
+	Report *Report
+	errs   []error
+}
+
+// Error implements error.
+func (e *RunError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tenantplugin: %d of %d tenants failed", e.Report.Failed, len(e.Report.Results))
+	if e.Report.Skipped > 0 {
+		fmt.Fprintf(&b, ", %d skipped", e.Report.Skipped)
+	}
+	for i, err := range e.errs {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.errs)-5)
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap gives errors.Is and errors.As every failure.
+func (e *RunError) Unwrap() []error { return e.errs }
+
+// RegistryError reports that the tenant registry could not be read (the
+// database is unreachable, say): the HTTP middleware answers 503.
+type RegistryError struct{ Err error }
+
+// Error implements error.
+func (e *RegistryError) Error() string {
+	return "tenantplugin: tenant registry unavailable: " + e.Err.Error()
+}
+
+// Unwrap gives errors.Is and errors.As the cause.
+func (e *RegistryError) Unwrap() error { return e.Err }
+
+func truncateForMessage(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+func quoteForMessage(s string) string { return `"` + truncateForMessage(s) + `"` }

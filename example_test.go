@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
@@ -15,18 +14,21 @@ import (
 	"gorm.io/gorm/logger"
 )
 
-// The examples run against a database of their own on the test server.
-var exampleDB *testdb.DB
+// The examples run against a database of their own on the test server,
+// created on first use: the package's unit specs run with no server at all.
+var (
+	exampleOnce sync.Once
+	exampleDB   *testdb.DB
+	exampleErr  error
+)
 
 func TestMain(m *testing.M) {
-	var err error
-	if exampleDB, err = testdb.Create("tenantplugin_example"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	if err := exampleDB.Drop(); err != nil && code == 0 {
-		code = 1
+	if exampleDB != nil {
+		if err := exampleDB.Drop(); err != nil && code == 0 {
+			fmt.Fprintln(os.Stderr, "drop example database:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
@@ -43,6 +45,10 @@ type Plan struct {
 
 // open connects the way an application does.
 func open() *gorm.DB {
+	exampleOnce.Do(func() { exampleDB, exampleErr = testdb.Create("tenantplugin_example") })
+	if exampleErr != nil {
+		panic(exampleErr)
+	}
 	db, err := gorm.Open(tenantplugin.Open(exampleDB.URL), &gorm.Config{Logger: logger.Discard})
 	if err != nil {
 		panic(err)
@@ -61,7 +67,7 @@ func Example() {
 	if err := db.Use(plugin); err != nil {
 		panic(err)
 	}
-	m := plugin.Migrator(db)
+	m := plugin.Migrator()
 	if _, err := m.Migrate(ctx); err != nil { // at start-up: shared schema, then every tenant
 		panic(err)
 	}
@@ -96,30 +102,6 @@ func ExampleValidateName() {
 	// tenantplugin: invalid tenant name "pg_toast": names starting with pg_ are reserved by PostgreSQL
 }
 
-func ExampleMiddleware() {
-	handler := tenantplugin.Middleware(tenantplugin.Resolvers(
-		tenantplugin.ResolverFunc(func(r *http.Request) (string, error) {
-			if r.Host == "thor.example" {
-				return "thor", nil
-			}
-			return "", tenantplugin.ErrNoMatch
-		}),
-	))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, _ := tenantplugin.FromContext(r.Context())
-		fmt.Fprint(w, "hello ", name)
-	}))
-
-	for _, host := range []string{"thor.example", "nobody.example"} {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("GET", "http://"+host+"/", nil)
-		handler.ServeHTTP(rec, req)
-		fmt.Println(host, rec.Code, rec.Body.String())
-	}
-	// Output:
-	// thor.example 200 hello thor
-	// nobody.example 404 Not Found
-}
-
 func ExamplePlugin_RunInTenant() {
 	ctx := context.Background()
 	db := open()
@@ -127,7 +109,7 @@ func ExamplePlugin_RunInTenant() {
 	if err := db.Use(plugin); err != nil {
 		panic(err)
 	}
-	m := plugin.Migrator(db)
+	m := plugin.Migrator()
 	if err := m.MigrateShared(ctx); err != nil {
 		panic(err)
 	}
@@ -161,7 +143,7 @@ func ExampleMigrator_MigrateTenants() {
 	if err := db.Use(plugin); err != nil {
 		panic(err)
 	}
-	m := plugin.Migrator(db)
+	m := plugin.Migrator()
 	if err := m.MigrateShared(ctx); err != nil {
 		panic(err)
 	}

@@ -29,7 +29,7 @@ func (p *Plugin) UnguardDefaultSearchPath(ctx context.Context) error {
 
 func (p *Plugin) alterRoleSearchPath(ctx context.Context, action string) error {
 	if p.db == nil {
-		return errNotRegistered
+		return ErrNotRegistered
 	}
 	var dbName string
 	row := p.rootPool.QueryRowContext(ctx, "SELECT pg_catalog.current_database()")

@@ -4,79 +4,215 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
-// noRoute returns ctx with any tenant routing removed: statements run exactly
-// as written (used for the library's own catalog statements).
-func noRoute(ctx context.Context) context.Context {
-	return context.WithValue(ctx, ctxKey{}, (*tenantValue)(nil))
+// The lifecycle of one tenant: create, migrate, drop.
+
+// CreateTenant registers tenant name, creates its schema and tables and runs
+// the tenant migrations, in one transaction: on any failure nothing remains
+// (no registry row, no schema). A registered name gives ErrTenantExists. The
+// registry must exist (MigrateShared). Domains, if given, are registered for
+// the tenant in the same transaction (see HostResolver).
+func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...string) error {
+	if err := m.p.registered(); err != nil {
+		return err
+	}
+	if err := m.p.checkTenantName(name); err != nil {
+		return err
+	}
+	hosts := make([]string, len(domains))
+	for i, d := range domains {
+		h, err := normalizeHost(d)
+		if err != nil {
+			return err
+		}
+		hosts[i] = h
+	}
+	plan, err := m.ddl(ctx)
+	if err != nil {
+		return err
+	}
+	err = m.createTenant(ctx, name, plan, hosts)
+	m.p.Directory().Invalidate()
+	if err != nil && !errors.Is(err, ErrTenantExists) {
+		var te *TenantError
+		if !errors.As(err, &te) {
+			err = &TenantError{Tenant: name, Op: "create", Err: err}
+		}
+	}
+	return err
 }
 
-// lockKey is the advisory-lock name of a schema. Locks are transaction-scoped
-// (pg_advisory_xact_lock), so they are released at COMMIT or ROLLBACK and are
-// safe behind PgBouncer in transaction mode.
-func lockKey(kind, name string) string { return "tenantplugin:" + kind + ":" + name }
-
-// inSchema runs fn in one transaction that holds the advisory lock named by
-// lock and whose search_path is v's, set right after BEGIN. The *gorm.DB
-// handed to fn routes GORM-built statements to v and runs raw SQL under that
-// search_path with no further set_config.
-func (p *Plugin) inSchema(ctx context.Context, v *tenantValue, lock string, fn func(tx *gorm.DB) error) error {
+func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan, hosts []string) error {
+	p := m.p
+	v := newTenantValue(name)
 	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
-		if err := advisoryLock(tx, lock); err != nil {
+		if err := advisoryLock(tx, lockKey("tenant", name)); err != nil {
+			return err
+		}
+		res := tx.WithContext(SharedOnly(ctx)).Clauses(clause.OnConflict{DoNothing: true}).
+			Create(&TenantRecord{Name: name})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("%w: %q", ErrTenantExists, name)
+		}
+		for _, h := range hosts {
+			if err := tx.WithContext(SharedOnly(ctx)).Create(&TenantDomain{Host: h, Tenant: name}).Error; err != nil {
+				return fmt.Errorf("domain %q: %w", h, err)
+			}
+		}
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42P06" { // duplicate_schema
+				return fmt.Errorf("%w: schema %s exists but is not registered", ErrTenantExists, v.quoted)
+			}
 			return err
 		}
 		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
-		return fn(tx.WithContext(withPathSet(ctx, v)))
+		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
+		if m.slowCreate {
+			if err := ttx.Migrator().AutoMigrate(p.tenantModels...); err != nil {
+				return fmt.Errorf("automigrate: %w", err)
+			}
+		} else if err := plan.replay(ttx); err != nil {
+			return err
+		}
+		if err := runGormigrate(ttx, m.migrations); err != nil {
+			return err
+		}
+		if p.roles {
+			if err := p.setupTenantRole(tx, v); err != nil {
+				return err
+			}
+		}
+		return markMigrated(ttx, name, plan.fingerprint)
 	})
 }
 
-func advisoryLock(tx *gorm.DB, name string) error {
-	_, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context,
-		"SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
+func markMigrated(tx *gorm.DB, name, fingerprint string) error {
+	now := time.Now()
+	return tx.Model(&TenantRecord{}).Where("name = ?", name).
+		Updates(map[string]any{"fingerprint": fingerprint, "migrated_at": now}).Error
+}
+
+// CreateTenants creates many tenants with bounded concurrency (every core is
+// used: each tenant is one transaction on its own connection).
+func (m *Migrator) CreateTenants(ctx context.Context, names []string) (*Report, error) {
+	plan, err := m.ddl(ctx)
 	if err != nil {
-		return fmt.Errorf("tenantplugin: advisory lock %q: %w", name, err)
+		return nil, err
 	}
-	return nil
+	defer m.p.Directory().Invalidate()
+	return m.run(ctx, "create", names, func(ctx context.Context, name string) (State, error) {
+		if err := m.p.checkTenantName(name); err != nil {
+			return StateFailed, err
+		}
+		if err := m.createTenant(ctx, name, plan, nil); err != nil {
+			return StateFailed, err
+		}
+		return StateMigrated, nil
+	})
 }
 
-// setPath routes transaction tx to v's search_path (never a tenant role:
-// the library's own work, migrations included, runs as the login role).
-func (p *Plugin) setPath(tx *gorm.DB, v *tenantValue) error {
-	if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, routeSQL, p.routeSchema(v), p.searchPath(v)); err != nil {
-		return routeError(v, err)
-	}
-	return nil
-}
-
-// RunInTenant runs fn in a transaction for tenant name: GORM-built and raw
-// statements on the *gorm.DB it receives go to that tenant, with the
-// search_path set once, right after BEGIN (so a rolled-back savepoint
-// cannot undo it). It is the tool for jobs, commands and scripts that work
-// outside a request. The tenant must exist (ErrUnknownTenant otherwise).
-func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.DB) error) error {
-	if p.db == nil {
-		return errNotRegistered
-	}
-	if err := ValidateName(name); err != nil {
+// DropTenant removes tenant name: its schema with everything in it, and its
+// registry row (with its domains), in one transaction. An unregistered name
+// gives ErrUnknownTenant; the shared schema can never be dropped.
+func (m *Migrator) DropTenant(ctx context.Context, name string) error {
+	if err := m.p.registered(); err != nil {
 		return err
 	}
-	v := newTenantValue(name)
-	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
-		sql, args := p.routeStatement(v)
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sql, args...); err != nil {
-			return routeError(v, err)
+	if err := m.p.checkTenantName(name); err != nil {
+		return err
+	}
+	err := m.p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		if err := advisoryLock(tx, lockKey("tenant", name)); err != nil {
+			return err
 		}
-		return fn(tx.WithContext(withPathSet(ctx, v)))
+		res := tx.WithContext(SharedOnly(ctx)).Where("name = ?", name).Delete(&TenantRecord{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return notRegistered(name)
+		}
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA IF EXISTS "+QuoteIdentifier(name)+" CASCADE"); err != nil {
+			return err
+		}
+		if m.p.roles {
+			return m.p.dropTenantRole(tx, name)
+		}
+		return nil
 	})
-	var ue *unknownTenantError
-	var te *TenantError
-	if err != nil && !errors.As(err, &ue) && !errors.As(err, &te) {
-		err = &TenantError{Tenant: name, Err: err}
+	m.p.Directory().Invalidate()
+	if err != nil && !errors.Is(err, ErrUnknownTenant) {
+		return &TenantError{Tenant: name, Op: "drop", Err: err}
 	}
 	return err
+}
+
+// MigrateTenant brings one tenant up to date (see MigrateTenants).
+func (m *Migrator) MigrateTenant(ctx context.Context, name string) (State, error) {
+	if err := m.p.registered(); err != nil {
+		return StateFailed, err
+	}
+	if err := ValidateName(name); err != nil {
+		return StateFailed, err
+	}
+	plan, err := m.ddl(ctx)
+	if err != nil {
+		return StateFailed, err
+	}
+	st, err := m.migrateTenant(ctx, name, plan)
+	if err != nil {
+		return st, &TenantError{Tenant: name, Op: "migrate", Err: err}
+	}
+	return st, nil
+}
+
+func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan) (State, error) {
+	v := newTenantValue(name)
+	if v.err != nil {
+		return StateFailed, v.err
+	}
+	state := StateMigrated
+	err := m.p.inSchema(ctx, v, lockKey("tenant", name), func(tx *gorm.DB) error {
+		tx = m.p.migrationSession(tx, false)
+		// Under the lock: another process may have just done the work.
+		var rec TenantRecord
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Select("name", "fingerprint").
+			Where("name = ?", name).Take(&rec).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return notRegistered(name)
+			}
+			return err
+		}
+		if !m.force && rec.Fingerprint == plan.fingerprint {
+			state = StateUpToDate
+			return nil
+		}
+		// Same model shape as at its last migration: AutoMigrate would find
+		// nothing to do, so only the migrations run.
+		if m.force || !plan.sameShape(rec.Fingerprint) {
+			if err := tx.Migrator().AutoMigrate(m.p.tenantModels...); err != nil {
+				return fmt.Errorf("automigrate: %w", err)
+			}
+		}
+		if err := runGormigrate(tx, m.migrations); err != nil {
+			return err
+		}
+		return markMigrated(tx, name, plan.fingerprint)
+	})
+	if err != nil {
+		return StateFailed, err
+	}
+	return state, nil
 }

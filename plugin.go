@@ -1,29 +1,8 @@
-// Package tenantplugin is a GORM plugin for schema-per-tenant multi-tenancy on
-// PostgreSQL.
-//
-// Every tenant owns a PostgreSQL schema named after it, holding its own copy
-// of the tenant tables; shared tables live in one shared schema ("public" by
-// default). The tenant travels in the context.Context of each statement:
-//
-//	db.Use(tenantplugin.New(
-//		tenantplugin.WithSharedModels(&Plan{}),
-//		tenantplugin.WithTenantModels(&Poll{}, &Choice{}),
-//	))
-//	ctx := tenantplugin.WithTenant(r.Context(), "thor")
-//	db.WithContext(ctx).Find(&polls) // SELECT * FROM "thor"."polls"
-//
-// Statements GORM builds are routed by qualifying their table names
-// ("thor"."polls"), which costs no extra round trip. Raw SQL, and GORM
-// statements carrying raw SQL fragments that name tables, are routed by
-// search_path, set with set_config(..., true) inside a transaction so that no
-// pooled connection keeps a tenant's search_path. A tenant table used without a
-// tenant fails with ErrNoTenant before any SQL is sent.
 package tenantplugin
 
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -215,16 +194,6 @@ func (p *Plugin) schemaFor(v *tenantValue, table string) (string, error) {
 	return v.quoted, nil
 }
 
-// searchPath is the search_path used for raw SQL under v: the tenant, then
-// the shared schema, then pg_temp named last so that a temporary table cannot
-// shadow a tenant table.
-func (p *Plugin) searchPath(v *tenantValue) string {
-	if v.shared {
-		return p.sharedQuoted + ", pg_temp"
-	}
-	return v.quoted + ", " + p.sharedQuoted + ", pg_temp"
-}
-
 // schemaExists asks the catalog whether a schema exists. It is used on error
 // paths only.
 func (p *Plugin) schemaExists(ctx context.Context, name string) (bool, error) {
@@ -241,12 +210,38 @@ func schemaExistsOn(ctx context.Context, pool gorm.ConnPool, name string) (bool,
 	return exists, nil
 }
 
-// errNotRegistered is returned by methods that need the plugin's database
-// before db.Use(plugin) ran.
-var errNotRegistered = errors.New("tenantplugin: the plugin is not registered: call db.Use(plugin) first")
-
 // DB returns the *gorm.DB the plugin was registered on.
 func (p *Plugin) DB() *gorm.DB { return p.db }
 
 // sqlDB returns the *sql.DB under the plugin's *gorm.DB.
 func (p *Plugin) sqlDB() (*sql.DB, error) { return p.db.DB() }
+
+// registered returns ErrNotRegistered until db.Use(p) has succeeded: the one
+// policy of every method that needs the database.
+func (p *Plugin) registered() error {
+	if p.db == nil {
+		return ErrNotRegistered
+	}
+	return nil
+}
+
+// checkTenantName validates a name given to an entry point that acts for a
+// tenant: the tenant rule, and never the shared schema.
+func (p *Plugin) checkTenantName(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if reason := p.notATenant(name); reason != "" {
+		return &NameError{Name: name, Reason: reason}
+	}
+	return nil
+}
+
+// notATenant says why a valid name still cannot be a tenant of this plugin,
+// or returns "".
+func (p *Plugin) notATenant(name string) string {
+	if name == p.sharedSchema {
+		return "it is the shared schema"
+	}
+	return ""
+}

@@ -1,7 +1,13 @@
 package tenantplugin
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/gorm-tenancy/tenantplugin/internal/hostname"
+	"gorm.io/gorm"
 )
 
 // TenantRecord is a row of the tenant registry, the table
@@ -41,3 +47,71 @@ func (TenantDomain) TableName() string { return "tenantplugin_domains" }
 var libraryModels = []any{&TenantRecord{}, &TenantDomain{}}
 
 const migrationsTable = "tenantplugin_migrations"
+
+// AddDomain maps host to tenant (a tenant may have several domains).
+func (m *Migrator) AddDomain(ctx context.Context, tenant, host string) error {
+	if err := m.p.registered(); err != nil {
+		return err
+	}
+	h, err := normalizeHost(host)
+	if err != nil {
+		return err
+	}
+	if err := ValidateName(tenant); err != nil {
+		return err
+	}
+	err = m.p.db.WithContext(SharedOnly(ctx)).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&TenantRecord{}).Where("name = ?", tenant).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return notRegistered(tenant)
+		}
+		return tx.Create(&TenantDomain{Host: h, Tenant: tenant}).Error
+	})
+	m.p.Directory().Invalidate()
+	if err != nil && !errors.Is(err, ErrUnknownTenant) {
+		return &TenantError{Tenant: tenant, Op: "add domain " + h, Err: err}
+	}
+	return err
+}
+
+// RemoveDomain removes a host mapping.
+func (m *Migrator) RemoveDomain(ctx context.Context, host string) error {
+	if err := m.p.registered(); err != nil {
+		return err
+	}
+	h, err := normalizeHost(host)
+	if err != nil {
+		return err
+	}
+	res := m.p.db.WithContext(SharedOnly(ctx)).Where("host = ?", h).Delete(&TenantDomain{})
+	m.p.Directory().Invalidate()
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return &UnknownTenantError{Host: h}
+	}
+	return nil
+}
+
+// Domains lists the hosts of tenant.
+func (m *Migrator) Domains(ctx context.Context, tenant string) ([]string, error) {
+	if err := m.p.registered(); err != nil {
+		return nil, err
+	}
+	var hosts []string
+	err := m.p.db.WithContext(SharedOnly(ctx)).Model(&TenantDomain{}).Where("tenant = ?", tenant).Order("host").Pluck("host", &hosts).Error
+	return hosts, err
+}
+
+// normalizeHost is tenanthttp.NormalizeHost for the registry's own use.
+func normalizeHost(host string) (string, error) {
+	h, why, ok := hostname.Normalize(host)
+	if !ok {
+		return "", fmt.Errorf("%w %s: %s", ErrMalformedHost, quoteForMessage(host), why)
+	}
+	return h, nil
+}

@@ -3,10 +3,7 @@ package tenantplugin
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"gorm.io/gorm"
 )
@@ -49,45 +46,6 @@ func RoleName(name string) string {
 	return prefix + name[:37] + "_" + hex.EncodeToString(sum[:])[:12]
 }
 
-// The route statement sets a transaction's search_path (and, with tenant
-// roles, its role) with set_config(..., true), which ends with the
-// transaction. Its first column casts the schema name to regnamespace, which
-// fails with SQLSTATE 3F000 when the schema does not exist: PostgreSQL skips
-// a search_path entry that names no schema, so without the check a tenant
-// whose schema is missing would resolve to the shared schema. The check rides
-// in the same statement, so it costs no round trip.
-const (
-	routeSQL     = "SELECT $1::pg_catalog.regnamespace, pg_catalog.set_config('search_path', $2, true)"
-	routeRoleSQL = "SELECT $1::pg_catalog.regnamespace, pg_catalog.set_config('search_path', $2, true), pg_catalog.set_config('role', $3, true)"
-)
-
-// routeStatement returns the statement that routes the current transaction
-// to v: its search_path and, with tenant roles, its role.
-func (p *Plugin) routeStatement(v *tenantValue) (string, []any) {
-	if p.roles && !v.shared {
-		return routeRoleSQL, []any{p.routeSchema(v), p.searchPath(v), RoleName(v.name)}
-	}
-	return routeSQL, []any{p.routeSchema(v), p.searchPath(v)}
-}
-
-// routeSchema is the quoted schema the route statement checks for v.
-func (p *Plugin) routeSchema(v *tenantValue) string {
-	if v.shared {
-		return p.sharedQuoted
-	}
-	return v.quoted
-}
-
-// routeError describes a failed route statement: a missing schema is an
-// unknown tenant, anything else a TenantError.
-func routeError(v *tenantValue, err error) error {
-	var pgErr *pgconn.PgError
-	if !v.shared && errors.As(err, &pgErr) && pgErr.Code == "3F000" { // invalid_schema_name
-		return &unknownTenantError{tenant: v.name, cause: err}
-	}
-	return &TenantError{Tenant: v.label(), Op: "set search_path", Err: err}
-}
-
 // setupSharedAccess creates the group role and grants it the shared schema
 // (MigrateShared, with tenant roles on).
 func (p *Plugin) setupSharedAccess(tx *gorm.DB) error {
@@ -127,18 +85,6 @@ func (p *Plugin) dropTenantRole(tx *gorm.DB, name string) error {
 		`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = `+quoteLiteral(RoleName(name))+`) THEN `+
 			`EXECUTE 'DROP OWNED BY `+r+`'; EXECUTE 'DROP ROLE `+r+`'; END IF; END $$`,
 	)
-}
-
-// quoteLiteral quotes a validated name as a SQL string literal.
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }
 
 func execAll(tx *gorm.DB, stmts ...string) error {

@@ -76,7 +76,7 @@ func newBenchEnv(b *testing.B, n, rows, maxConns int, migs ...*gormigrate.Migrat
 	require.NoError(b, err)
 	p := tenantplugin.New(tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))
 	require.NoError(b, db.Use(p))
-	m := p.Migrator(db, tenantplugin.WithMigrations(migs...))
+	m := p.Migrator(tenantplugin.WithMigrations(migs...))
 	require.NoError(b, m.MigrateShared(context.Background()))
 	e := &benchEnv{db: db, p: p, m: m}
 	for i := 0; i < n; i++ {
@@ -264,7 +264,7 @@ func BenchmarkCreateTenants(b *testing.B) {
 				if strings.HasSuffix(mode, "-serial") { // one tenant at a time: latency, not throughput
 					opts = append(opts, tenantplugin.WithConcurrency(1))
 				}
-				m := e.p.Migrator(e.db, opts...)
+				m := e.p.Migrator(opts...)
 				_, err := m.CreateTenants(context.Background(), nil) // capture DDL outside the timing
 				require.NoError(b, err)
 				b.ResetTimer()
@@ -294,7 +294,7 @@ func BenchmarkMigrateUpToDate(b *testing.B) {
 					opts = append(opts, tenantplugin.WithForce())
 				}
 				for i := 0; i < b.N; i++ {
-					rep, err := e.p.Migrator(e.db, opts...).MigrateTenants(context.Background())
+					rep, err := e.p.Migrator(opts...).MigrateTenants(context.Background())
 					must(b, err)
 					if rep.Failed > 0 {
 						b.Fatal(rep)
@@ -317,7 +317,7 @@ func BenchmarkMigrateNewColumn(b *testing.B) {
 				col := &gormigrate.Migration{ID: "add_sku", Migrate: func(tx *gorm.DB) error {
 					return tx.Exec("ALTER TABLE items ADD COLUMN sku text").Error
 				}}
-				m := e.p.Migrator(e.db, tenantplugin.WithMigrations(col))
+				m := e.p.Migrator(tenantplugin.WithMigrations(col))
 				b.StartTimer()
 				rep, err := m.MigrateTenants(context.Background())
 				must(b, err)
@@ -420,7 +420,7 @@ func BenchmarkTenantRoles(b *testing.B) {
 		require.NoError(b, err)
 		p := tenantplugin.New(tenantplugin.WithTenantRoles(), tenantplugin.WithSharedSchema(shared), tenantplugin.WithTenantModels(&Item{}))
 		require.NoError(b, withRoles.Use(p))
-		m := p.Migrator(withRoles)
+		m := p.Migrator()
 		ctx := context.Background()
 		require.NoError(b, m.MigrateShared(ctx))
 		names := make([]string, n)

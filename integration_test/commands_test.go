@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/gorm-tenancy/tenantplugin/tenantcmd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
@@ -19,7 +20,7 @@ import (
 func TestCommands(t *testing.T) {
 	e := newIsolatedEnv(t, 2)
 	var out bytes.Buffer
-	cmds := &tenantplugin.Commands{
+	cmds := &tenantcmd.Commands{
 		Migrator: e.m,
 		Out:      &out,
 		Funcs: map[string]func(context.Context, *gorm.DB) error{
@@ -58,7 +59,7 @@ func TestCommands(t *testing.T) {
 
 	for _, bad := range [][]string{{}, {"nope"}, {"tenants", "create"}, {"tenants", "sql", sqlFile}, {"tenants", "run", "missing", "--all"}, {"tenants", "create", "x", "--bogus"}} {
 		err := cmds.Run(ctx, bad)
-		assert.True(t, errors.Is(err, tenantplugin.ErrUsage), "%v: %v", bad, err)
+		assert.True(t, errors.Is(err, tenantcmd.ErrUsage), "%v: %v", bad, err)
 	}
 	require.ErrorIs(t, cmds.Run(ctx, []string{"tenants", "create", "Bad Name"}), tenantplugin.ErrInvalidTenantName)
 	require.ErrorIs(t, cmds.Run(ctx, []string{"tenants", "drop", one}), tenantplugin.ErrUnknownTenant)

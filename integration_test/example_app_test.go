@@ -43,10 +43,10 @@ func newPollsServer(t *testing.T) *pollsServer {
 	require.NoError(t, err)
 	plugin := app.NewPlugin(tenantplugin.WithSharedSchema(fmt.Sprintf("polls_shared_%d", sharedN.Add(1))))
 	require.NoError(t, db.Use(plugin))
-	m := plugin.Migrator(db)
+	m := plugin.Migrator()
 	require.NoError(t, m.MigrateShared(context.Background()))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	q := app.NewQueue(db, log, 2)
+	q := app.NewQueue(db, plugin, log, 2)
 	a := &app.App{DB: db, Plugin: plugin, Jobs: q, Log: log}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(func() {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/gorm-tenancy/tenantplugin/tenanthttp"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 )
@@ -37,8 +38,8 @@ func FuzzNameEntryPoints(f *testing.F) {
 			}
 		}
 		dir := e.p.Directory()
-		h := tenantplugin.Middleware(tenantplugin.Resolvers(
-			tenantplugin.PathPrefixResolver("/t", dir), tenantplugin.HeaderResolver("X-Tenant", dir),
+		h := tenanthttp.Middleware(tenanthttp.WithResolvers(
+			tenanthttp.PathPrefix("/t", dir), tenanthttp.Header("X-Tenant", dir),
 		))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n, _ := tenantplugin.FromContext(r.Context())
 			if n != name {
@@ -58,7 +59,7 @@ func FuzzNameEntryPoints(f *testing.F) {
 			}
 			var job struct{ Tenant string }
 			require.NoError(t, json.Unmarshal(payload, &job))
-			_, err := tenantplugin.ContextFor(ctx, job.Tenant)
+			_, err := e.p.ContextFor(ctx, job.Tenant)
 			isInvalid(err)
 			if name != "" {
 				req := httptest.NewRequest("GET", "http://x.example/", nil)

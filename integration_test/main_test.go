@@ -118,7 +118,7 @@ func newEnv(t testing.TB, maxConns int) *env {
 	})
 	p := newPlugin()
 	require.NoError(t, db.Use(p))
-	m := p.Migrator(db)
+	m := p.Migrator()
 	require.NoError(t, m.MigrateShared(context.Background()))
 	return &env{t: t, db: db, p: p, m: m}
 }
@@ -135,7 +135,7 @@ func pluginDB(t testing.TB, d gorm.Dialector, maxConns int, sharedPrefix string)
 	sqlDB.SetMaxOpenConns(maxConns)
 	p := testPlugin(fmt.Sprintf("%s_%d", sharedPrefix, sharedN.Add(1)))
 	require.NoError(t, db.Use(p))
-	m := p.Migrator(db)
+	m := p.Migrator()
 	require.NoError(t, m.MigrateShared(context.Background()))
 	return db, p, m
 }

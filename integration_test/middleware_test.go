@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/gorm-tenancy/tenantplugin/tenanthttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -41,11 +42,11 @@ func TestMiddlewareResolvers(t *testing.T) {
 	require.NoError(t, e.m.CreateTenant(ctx, a, "Shop."+a+".example:443", "www."+a+".example"))
 	require.NoError(t, e.m.CreateTenant(ctx, b))
 	dir := e.p.Directory()
-	h := tenantplugin.Middleware(tenantplugin.Resolvers(
-		tenantplugin.SubdomainResolver("app.localhost", dir),
-		tenantplugin.HostResolver(dir),
-		tenantplugin.PathPrefixResolver("/t", dir),
-		tenantplugin.HeaderResolver("X-Tenant", dir),
+	h := tenanthttp.Middleware(tenanthttp.WithResolvers(
+		tenanthttp.Subdomain("app.localhost", dir),
+		tenanthttp.Host(dir),
+		tenanthttp.PathPrefix("/t", dir),
+		tenanthttp.Header("X-Tenant", dir),
 	))(echoTenant)
 
 	cases := []struct {
@@ -110,13 +111,13 @@ func TestMiddlewareFailures(t *testing.T) {
 	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true })
 
 	// A resolver that panics is a 503, not a crash.
-	h := tenantplugin.Middleware(tenantplugin.Resolvers(tenantplugin.ResolverFunc(func(*http.Request) (string, error) {
+	h := tenanthttp.Middleware(tenanthttp.WithResolvers(tenanthttp.ResolverFunc(func(*http.Request) (string, error) {
 		panic("boom")
 	})))(next)
 	code, _ := serve(h, "x.example", "/", nil)
 	assert.Equal(t, 503, code)
 	// A resolver returning an invalid name never reaches the handler.
-	h = tenantplugin.Middleware(tenantplugin.Resolvers(tenantplugin.ResolverFunc(func(*http.Request) (string, error) {
+	h = tenanthttp.Middleware(tenanthttp.WithResolvers(tenanthttp.ResolverFunc(func(*http.Request) (string, error) {
 		return "pg_catalog", nil
 	})))(next)
 	code, _ = serve(h, "x.example", "/", nil)
@@ -124,9 +125,9 @@ func TestMiddlewareFailures(t *testing.T) {
 
 	// Registry unreachable: 503, through a custom error handler.
 	var gotErr error
-	h = tenantplugin.Middleware(
-		tenantplugin.Resolvers(tenantplugin.HostResolver(dir)),
-		tenantplugin.OnError(func(w http.ResponseWriter, r *http.Request, status int, err error) {
+	h = tenanthttp.Middleware(
+		tenanthttp.WithResolvers(tenanthttp.Host(dir)),
+		tenanthttp.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, status int, err error) {
 			gotErr = err
 			w.WriteHeader(status)
 		}),

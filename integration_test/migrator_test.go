@@ -39,7 +39,7 @@ func newIsolatedEnv(t testing.TB, maxConns int, opts ...tenantplugin.MigratorOpt
 	})
 	p := testPlugin(shared)
 	require.NoError(t, db.Use(p))
-	m := p.Migrator(db, opts...)
+	m := p.Migrator(opts...)
 	require.NoError(t, m.MigrateShared(context.Background()))
 	return &isolatedEnv{env: &env{t: t, db: db, p: p, m: m}, shared: shared}
 }
@@ -106,7 +106,7 @@ func addNoteColumn(id string) *gormigrate.Migration {
 func TestCreateTenantFastEqualsAutoMigrate(t *testing.T) {
 	migs := []*gormigrate.Migration{addNoteColumn("001_note")}
 	e := newIsolatedEnv(t, 4, tenantplugin.WithMigrations(migs...))
-	slow := e.p.Migrator(e.db, tenantplugin.WithMigrations(migs...), tenantplugin.WithAutoMigrateCreate())
+	slow := e.p.Migrator(tenantplugin.WithMigrations(migs...), tenantplugin.WithAutoMigrateCreate())
 	ctx := context.Background()
 	fast, auto := "fast_"+e.shared, "auto_"+e.shared
 	require.NoError(t, e.m.CreateTenant(ctx, fast))
@@ -236,7 +236,7 @@ func TestOneFailingTenantOfFifty(t *testing.T) {
 	var logBuf bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	logProgress := tenantplugin.SlogProgress(logger)
-	m2 := e.p.Migrator(e.db, tenantplugin.WithMigrations(append(base, second)...), tenantplugin.WithConcurrency(4),
+	m2 := e.p.Migrator(tenantplugin.WithMigrations(append(base, second)...), tenantplugin.WithConcurrency(4),
 		tenantplugin.WithProgress(func(p tenantplugin.Progress) { events = append(events, p); logProgress(p) }))
 
 	rep, err := m2.MigrateTenants(ctx)
@@ -279,7 +279,7 @@ func TestNothingToDoCostsOneQuery(t *testing.T) {
 	e := newIsolatedEnv(t, 4)
 	ctx := context.Background()
 	e.createTenants("n", 30)
-	m := e.p.Migrator(e.db) // a new migrator, as at start-up
+	m := e.p.Migrator() // a new migrator, as at start-up
 	before := server.Counter.Count()
 	rep, err := m.MigrateTenants(ctx)
 	require.NoError(t, err)
@@ -291,7 +291,7 @@ func TestNothingToDoCostsOneQuery(t *testing.T) {
 	assert.Less(t, sent, int64(30))
 
 	// WithForce runs the real AutoMigrate everywhere and finds nothing.
-	rep, err = e.p.Migrator(e.db, tenantplugin.WithForce()).MigrateTenants(ctx)
+	rep, err = e.p.Migrator(tenantplugin.WithForce()).MigrateTenants(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 30, rep.Migrated)
 }
@@ -308,7 +308,7 @@ func TestPanickingMigrationIsReported(t *testing.T) {
 		}
 		return nil
 	}}
-	rep, err := e.p.Migrator(e.db, tenantplugin.WithMigrations(mig)).MigrateTenants(ctx)
+	rep, err := e.p.Migrator(tenantplugin.WithMigrations(mig)).MigrateTenants(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "panic: nil map write")
 	assert.Equal(t, 2, rep.Migrated)
@@ -322,7 +322,7 @@ func TestCancelledRunStopsCleanly(t *testing.T) {
 	e.createTenants("c", 12)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m := e.p.Migrator(e.db, tenantplugin.WithForce(), tenantplugin.WithConcurrency(1),
+	m := e.p.Migrator(tenantplugin.WithForce(), tenantplugin.WithConcurrency(1),
 		tenantplugin.WithProgress(func(p tenantplugin.Progress) {
 			if p.Done == 3 {
 				cancel()
@@ -334,7 +334,7 @@ func TestCancelledRunStopsCleanly(t *testing.T) {
 	assert.Equal(t, 9, rep.Skipped)
 	assert.Equal(t, 0, rep.Failed)
 	// Nothing half-done: a new run migrates everything cleanly.
-	rep, err = e.p.Migrator(e.db, tenantplugin.WithForce()).MigrateTenants(ctx)
+	rep, err = e.p.Migrator(tenantplugin.WithForce()).MigrateTenants(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 12, rep.Migrated)
 }
@@ -375,7 +375,7 @@ func TestTwoMigratorsRace(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			_, errs[i] = p.Migrator(db, tenantplugin.WithMigrations(mig)).Migrate(ctx)
+			_, errs[i] = p.Migrator(tenantplugin.WithMigrations(mig)).Migrate(ctx)
 		}(i)
 	}
 	wg.Wait()
@@ -420,7 +420,7 @@ func TestForcedAutoMigrateChangesNothing(t *testing.T) {
 	name := "force_" + e.shared
 	require.NoError(t, e.m.CreateTenant(ctx, name))
 	before := e.catalog(name)
-	m := e.p.Migrator(e.db, tenantplugin.WithForce())
+	m := e.p.Migrator(tenantplugin.WithForce())
 	_, err := m.CreateTenants(ctx, nil) // the one-off DDL capture, outside the count
 	require.NoError(t, err)
 	server.Counter.Record()

@@ -19,7 +19,7 @@ func TestPrepareStmtMode(t *testing.T) {
 	defer func() { s, _ := db.DB(); s.Close() }()
 	p := testPlugin(fmt.Sprintf("prep_%d", sharedN.Add(1)))
 	require.NoError(t, db.Use(p))
-	m := p.Migrator(db)
+	m := p.Migrator()
 	ctx := context.Background()
 	require.NoError(t, m.MigrateShared(ctx))
 	a, b := fmt.Sprintf("prepa%d", tenantN.Add(1)), fmt.Sprintf("prepb%d", tenantN.Add(1))

@@ -20,7 +20,7 @@ func newRolesEnv(t testing.TB) *isolatedEnv {
 	require.NoError(t, err)
 	p := testPlugin(shared, tenantplugin.WithTenantRoles())
 	require.NoError(t, db.Use(p))
-	m := p.Migrator(db)
+	m := p.Migrator()
 	require.NoError(t, m.MigrateShared(context.Background()))
 	e := &isolatedEnv{env: &env{t: t, db: db, p: p, m: m}, shared: shared}
 	t.Cleanup(func() {

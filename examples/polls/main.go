@@ -25,6 +25,7 @@ import (
 
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/gorm-tenancy/tenantplugin/examples/polls/app"
+	"github.com/gorm-tenancy/tenantplugin/tenantcmd"
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -38,7 +39,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, log, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "polls:", err)
-		if errors.Is(err, tenantplugin.ErrUsage) {
+		if errors.Is(err, tenantcmd.ErrUsage) {
 			os.Exit(2)
 		}
 		os.Exit(1)
@@ -47,7 +48,7 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: polls (migrate | tenants ... | serve [--addr HOST:PORT] | report)\n%s", tenantplugin.ErrUsage, tenantplugin.Usage)
+		return fmt.Errorf("%w: polls (migrate | tenants ... | serve [--addr HOST:PORT] | report)\n%s", tenantcmd.ErrUsage, tenantcmd.Usage)
 	}
 	dsn := os.Getenv("DATABASE_URL")
 	if dsn == "" {
@@ -70,14 +71,14 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := db.Use(plugin); err != nil {
 		return err
 	}
-	m := plugin.Migrator(db, tenantplugin.WithProgress(tenantplugin.SlogProgress(log)))
+	m := plugin.Migrator(tenantplugin.WithProgress(tenantplugin.SlogProgress(log)))
 
 	switch args[0] {
 	case "serve":
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 		if err := fs.Parse(args[1:]); err != nil {
-			return fmt.Errorf("%w: %v", tenantplugin.ErrUsage, err)
+			return fmt.Errorf("%w: %v", tenantcmd.ErrUsage, err)
 		}
 		return serve(ctx, log, db, plugin, *addr)
 	case "report":
@@ -87,12 +88,12 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 		return err
 	}
-	cmds := &tenantplugin.Commands{Migrator: m, Funcs: map[string]func(context.Context, *gorm.DB) error{"digest": app.Digest}}
+	cmds := &tenantcmd.Commands{Migrator: m, Funcs: map[string]func(context.Context, *gorm.DB) error{"digest": app.Digest}}
 	return cmds.Run(ctx, args)
 }
 
 func serve(ctx context.Context, log *slog.Logger, db *gorm.DB, plugin *tenantplugin.Plugin, addr string) error {
-	q := app.NewQueue(db, log, 2)
+	q := app.NewQueue(db, plugin, log, 2)
 	defer q.Close()
 	a := &app.App{DB: db, Plugin: plugin, Jobs: q, Log: log}
 	srv := &http.Server{Addr: addr, Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/gorm-tenancy/tenantplugin/tenanthttp"
 	"gorm.io/gorm"
 )
 
@@ -77,12 +78,12 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("POST /api/polls/{id}/votes", a.vote)
 	mux.HandleFunc("GET /api/events", a.listEvents)
 	dir := a.Plugin.Directory()
-	mw := tenantplugin.Middleware(
-		tenantplugin.Resolvers(
-			tenantplugin.SubdomainResolver(BaseDomain, dir),
-			tenantplugin.HostResolver(dir),
+	mw := tenanthttp.Middleware(
+		tenanthttp.WithResolvers(
+			tenanthttp.Subdomain(BaseDomain, dir),
+			tenanthttp.Host(dir),
 		),
-		tenantplugin.OnError(func(w http.ResponseWriter, r *http.Request, status int, err error) {
+		tenanthttp.WithErrorHandler(func(w http.ResponseWriter, r *http.Request, status int, err error) {
 			if status >= 500 {
 				a.Log.Error("tenant resolution failed", "host", r.Host, "err", err)
 			}

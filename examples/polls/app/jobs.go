@@ -24,6 +24,7 @@ type Job struct {
 // Enqueue and decoded by the worker, as with an external broker.
 type Queue struct {
 	db   *gorm.DB
+	p    *tenantplugin.Plugin
 	log  *slog.Logger
 	ch   chan []byte
 	wg   sync.WaitGroup
@@ -31,8 +32,8 @@ type Queue struct {
 }
 
 // NewQueue starts workers goroutines consuming the queue.
-func NewQueue(db *gorm.DB, log *slog.Logger, workers int) *Queue {
-	q := &Queue{db: db, log: log, ch: make(chan []byte, 1024)}
+func NewQueue(db *gorm.DB, plugin *tenantplugin.Plugin, log *slog.Logger, workers int) *Queue {
+	q := &Queue{db: db, p: plugin, log: log, ch: make(chan []byte, 1024)}
 	for i := 0; i < workers; i++ {
 		q.wg.Add(1)
 		go q.work()
@@ -71,7 +72,7 @@ func (q *Queue) Run(ctx context.Context, payload []byte) error {
 	if err := json.Unmarshal(payload, &j); err != nil {
 		return fmt.Errorf("decode job: %w", err)
 	}
-	tctx, err := tenantplugin.ContextFor(ctx, j.Tenant) // re-validated here
+	tctx, err := q.p.ContextFor(ctx, j.Tenant) // checked again here: valid and registered
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,7 @@
-package tenantplugin
+// Package tenantcmd is a ready-made set of operator commands (migrate, create
+// and drop tenants, run SQL or Go functions in tenants) that an application
+// mounts into its own binary, where its models and migrations live.
+package tenantcmd
 
 import (
 	"context"
@@ -9,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gorm-tenancy/tenantplugin"
 	"gorm.io/gorm"
 )
 
@@ -24,9 +28,10 @@ import (
 //	tenants sql FILE (--tenant NAME | --all)  run a SQL file in each tenant
 //	tenants run FUNC (--tenant NAME | --all)  run one of Funcs in each tenant
 //
-// Give the Migrator WithProgress(SlogProgress(logger)) to see progress.
+// Give the Migrator tenantplugin.WithProgress(tenantplugin.SlogProgress(logger))
+// to see progress.
 type Commands struct {
-	Migrator *Migrator
+	Migrator *tenantplugin.Migrator
 	// Funcs are the Go functions "tenants run" can call by name. Each runs
 	// in one transaction routed to its tenant (see RunInTenant).
 	Funcs map[string]func(ctx context.Context, tx *gorm.DB) error
@@ -34,7 +39,7 @@ type Commands struct {
 }
 
 // ErrUsage is returned for a command line Commands does not understand.
-var ErrUsage = errors.New("tenantplugin: usage")
+var ErrUsage = errors.New("tenantcmd: usage")
 
 // Usage is the command summary.
 const Usage = `commands:
@@ -132,8 +137,7 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 			fn = func(ctx context.Context, tx *gorm.DB) error {
 				// No arguments: pgx sends it over the simple protocol,
 				// so a file may hold several statements.
-				_, err := unprepared(tx.Statement.ConnPool).ExecContext(ctx, string(script))
-				return err
+				return tenantplugin.ExecScript(tx, string(script))
 			}
 		} else {
 			fn = c.Funcs[pos[0]]
@@ -165,14 +169,10 @@ func (c *Commands) eachTarget(ctx context.Context, out io.Writer, flags map[stri
 			return err
 		}
 	}
-	rep, err := m.run(ctx, "run", names, func(ctx context.Context, name string) (State, error) {
-		err := m.p.RunInTenant(ctx, name, func(tx *gorm.DB) error { return fn(tx.Statement.Context, tx) })
-		if err != nil {
-			return StateFailed, err
-		}
-		return StateDone, nil
-	})
-	fmt.Fprintln(out, rep.String())
+	rep, err := m.Plugin().RunInTenants(ctx, names, 0, func(tx *gorm.DB) error { return fn(tx.Statement.Context, tx) })
+	if rep != nil {
+		fmt.Fprintln(out, rep.String())
+	}
 	return err
 }
 

@@ -1,0 +1,211 @@
+package tenantplugin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// ddlPlan is the DDL GORM's AutoMigrate runs to build the tenant tables in an
+// empty schema, captured once per Migrator by running AutoMigrate in a
+// scratch schema inside a transaction that is rolled back. Replaying it
+// builds a new tenant without AutoMigrate's catalog inspection, in one round
+// trip. fingerprint hashes the schema shape and the migration IDs: a tenant
+// migrated under the same fingerprint needs no work.
+type ddlPlan struct {
+	// stmts run in order; consecutive statements without arguments are
+	// joined into one script (one round trip over the simple protocol).
+	stmts       []capStm
+	fingerprint string
+}
+
+type capStm struct {
+	sql  string
+	vars []any
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	stmts []capStm
+}
+
+type recorderKey struct{}
+
+func (m *Migrator) ddl(ctx context.Context) (*ddlPlan, error) {
+	if err := m.p.registered(); err != nil {
+		return nil, err
+	}
+	m.planOnce.Lock()
+	defer m.planOnce.Unlock()
+	if m.plan != nil {
+		return m.plan, nil
+	}
+	plan, err := m.captureDDL(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tenantplugin: capture tenant DDL: %w", err)
+	}
+	m.plan = plan
+	return plan, nil
+}
+
+var errCaptured = errors.New("captured")
+
+func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
+	p := m.p
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	scratch := "tenantplugin_capture_" + hex.EncodeToString(rnd[:])
+	v := newTenantValue(scratch)
+	rec := &recorder{}
+	var shape []string
+	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
+			return err
+		}
+		if err := p.setPath(tx, v); err != nil {
+			return err
+		}
+		cctx := context.WithValue(withPathSet(ctx, v), recorderKey{}, rec)
+		if err := p.migrationSession(tx.WithContext(cctx), false).Migrator().AutoMigrate(p.tenantModels...); err != nil {
+			return err
+		}
+		var err error
+		if shape, err = catalogShape(tx, scratch); err != nil {
+			return err
+		}
+		return errCaptured // roll back: the scratch schema never exists outside
+	})
+	if !errors.Is(err, errCaptured) {
+		return nil, err
+	}
+	plan := &ddlPlan{}
+	var script strings.Builder
+	for _, s := range rec.stmts {
+		if strings.Contains(s.sql, scratch) {
+			return nil, fmt.Errorf("captured DDL names the scratch schema: %s", s.sql)
+		}
+		if len(s.vars) == 0 {
+			script.WriteString(s.sql)
+			script.WriteString(";\n")
+			continue
+		}
+		// Keep order: flush the script before a statement with arguments.
+		if script.Len() > 0 {
+			plan.stmts = append(plan.stmts, capStm{sql: script.String()})
+			script.Reset()
+		}
+		plan.stmts = append(plan.stmts, s)
+	}
+	if script.Len() > 0 {
+		plan.stmts = append(plan.stmts, capStm{sql: script.String()})
+	}
+	// The fingerprint hashes the shape of the schema AutoMigrate built, read
+	// back from the catalog, not GORM's statements: GORM walks maps while
+	// migrating, so its statement order (and whether a foreign key comes
+	// inline or as ALTER TABLE) varies from run to run.
+	// It has two halves: the model shape, then the migration list. When only
+	// the list changed (a new migration), AutoMigrate has nothing to do and
+	// only the migrations run.
+	hs := sha256.New()
+	hs.Write([]byte("tenantplugin/v1\n"))
+	for _, l := range shape {
+		hs.Write([]byte(strings.ReplaceAll(l, scratch, "$S") + "\n"))
+	}
+	hm := sha256.New()
+	for _, mig := range m.migrations { // in order: order matters here
+		fmt.Fprintf(hm, "migration %s\n", mig.ID)
+	}
+	plan.fingerprint = hex.EncodeToString(hs.Sum(nil))[:16] + hex.EncodeToString(hm.Sum(nil))[:16]
+	return plan, nil
+}
+
+// unprepared returns the transaction under GORM's PrepareStmt wrapper: a
+// script of several statements cannot be a prepared statement.
+func unprepared(pool gorm.ConnPool) gorm.ConnPool {
+	if p, ok := pool.(*gorm.PreparedStmtTX); ok && p.Tx != nil {
+		return p.Tx
+	}
+	return pool
+}
+
+// sameShape reports whether a recorded fingerprint has this plan's model
+// shape (its first half).
+func (plan *ddlPlan) sameShape(recorded string) bool {
+	return len(recorded) == len(plan.fingerprint) && recorded[:16] == plan.fingerprint[:16]
+}
+
+// replay runs the captured DDL on tx, whose search_path is the new tenant's.
+func (plan *ddlPlan) replay(tx *gorm.DB) error {
+	conn := unprepared(tx.Statement.ConnPool)
+	for _, s := range plan.stmts {
+		if _, err := conn.ExecContext(tx.Statement.Context, s.sql, s.vars...); err != nil {
+			return fmt.Errorf("create tables: %w", err)
+		}
+	}
+	return nil
+}
+
+// record keeps a raw statement of a capture run.
+func record(db *gorm.DB) {
+	rec, ok := db.Statement.Context.Value(recorderKey{}).(*recorder)
+	if !ok {
+		return
+	}
+	rec.mu.Lock()
+	rec.stmts = append(rec.stmts, capStm{sql: db.Statement.SQL.String(), vars: append([]any(nil), db.Statement.Vars...)})
+	rec.mu.Unlock()
+}
+
+// catalogShape describes the tables of schema as sorted text lines: columns
+// (position, type, nullability, default), indexes, constraints, sequences.
+func catalogShape(tx *gorm.DB, schema string) ([]string, error) {
+	const q = `
+SELECT 'col ' || c.relname || ' ' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'idx ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_catalog.pg_index i
+  JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1
+UNION ALL
+SELECT 'con ' || c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1
+UNION ALL
+SELECT 'seq ' || c.relname
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relkind = 'S'
+ORDER BY 1`
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, q, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
