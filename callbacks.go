@@ -120,7 +120,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		return
 	}
 	v := valueFrom(db.Statement.Context)
-	if v == nil || v.err != nil || v.shared {
+	if v == nil || v.err != nil || v.shared || v.capture {
 		return
 	}
 	var te *TenantError

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/go-gormigrate/gormigrate/v2"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 )
 
@@ -47,9 +49,12 @@ func (m *Migrator) ddl(ctx context.Context) (*ddlPlan, error) {
 	if m.plan != nil {
 		return m.plan, nil
 	}
+	if err := m.checkMigrationIDs(); err != nil {
+		return nil, err
+	}
 	plan, err := m.captureDDL(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("tenantplugin: capture tenant DDL: %w", err)
+		return nil, fmt.Errorf("tenantplugin: capture of the tenant model set: %w", err)
 	}
 	m.plan = plan
 	return plan, nil
@@ -65,6 +70,7 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	}
 	scratch := "tenantplugin_capture_" + hex.EncodeToString(rnd[:])
 	v := newTenantValue(scratch)
+	v.capture = true
 	rec := &recorder{}
 	var shape []string
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
@@ -74,9 +80,13 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
+		stx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
+		if err := runGormigrate(stx, m.preMigrations); err != nil {
+			return fmt.Errorf("pre-migrations: %w", err)
+		}
 		cctx := context.WithValue(withPathSet(ctx, v), recorderKey{}, rec)
-		if err := p.migrationSession(tx.WithContext(cctx), false).Migrator().AutoMigrate(p.tenantModels...); err != nil {
-			return err
+		if err := p.autoMigrateTenant(p.migrationSession(tx.WithContext(cctx), false)); err != nil {
+			return p.captureFailure(rec, err)
 		}
 		var err error
 		if shape, err = catalogShape(tx, scratch); err != nil {
@@ -121,11 +131,88 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 		hs.Write([]byte(strings.ReplaceAll(l, scratch, "$S") + "\n"))
 	}
 	hm := sha256.New()
-	for _, mig := range m.migrations { // in order: order matters here
+	for _, mig := range m.preMigrations { // in order: order matters here
+		fmt.Fprintf(hm, "pre %s\n", mig.ID)
+	}
+	for _, mig := range m.migrations {
 		fmt.Fprintf(hm, "migration %s\n", mig.ID)
 	}
 	plan.fingerprint = hex.EncodeToString(hs.Sum(nil))[:16] + hex.EncodeToString(hm.Sum(nil))[:16]
 	return plan, nil
+}
+
+// checkMigrationIDs refuses an ID used twice across the pre-migrations and
+// the migrations: both lists share one bookkeeping table per tenant.
+func (m *Migrator) checkMigrationIDs() error {
+	seen := map[string]bool{}
+	for _, mig := range append(append([]*gormigrate.Migration{}, m.preMigrations...), m.migrations...) {
+		if seen[mig.ID] {
+			return fmt.Errorf("tenantplugin: migration ID %q is used twice (WithPreMigrations and WithMigrations share one table per tenant)", mig.ID)
+		}
+		seen[mig.ID] = true
+	}
+	return nil
+}
+
+// captureFailure says which model (and column, when PostgreSQL names a
+// type) the capture's AutoMigrate failed on: the statement that failed is
+// the last one recorded.
+func (p *Plugin) captureFailure(rec *recorder, err error) error {
+	rec.mu.Lock()
+	var last string
+	if len(rec.stmts) > 0 {
+		last = rec.stmts[len(rec.stmts)-1].sql
+	}
+	rec.mu.Unlock()
+	table := tableOfDDL(last)
+	where := ""
+	if s := p.layout.schemaOf(table); s != nil {
+		where = fmt.Sprintf("model %s (table %s)", s.Name, table)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42704" { // undefined_object: a type
+			if typ, ok := quotedIn(pgErr.Message); ok {
+				for _, f := range s.Fields {
+					if strings.EqualFold(string(f.DataType), typ) || strings.HasPrefix(strings.ToLower(string(f.DataType)), strings.ToLower(typ)+"(") {
+						where += fmt.Sprintf(", field %s (column %s)", f.Name, f.DBName)
+						break
+					}
+				}
+				return fmt.Errorf("%s: %w (create the type in a pre-migration, WithPreMigrations, or in the shared schema)", where, err)
+			}
+		}
+	} else if table != "" {
+		where = "table " + table
+	}
+	if where == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// tableOfDDL returns the table a CREATE TABLE, ALTER TABLE or CREATE INDEX
+// statement GORM built is about.
+func tableOfDDL(stmt string) string {
+	for _, kw := range []string{"CREATE TABLE ", "ALTER TABLE ", " ON "} {
+		if i := strings.Index(stmt, kw); i >= 0 {
+			if name, ok := quotedIn(stmt[i+len(kw):]); ok {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// quotedIn returns the first double-quoted name in s.
+func quotedIn(s string) (string, bool) {
+	i := strings.IndexByte(s, '"')
+	if i < 0 {
+		return "", false
+	}
+	j := strings.IndexByte(s[i+1:], '"')
+	if j < 0 {
+		return "", false
+	}
+	return s[i+1 : i+1+j], true
 }
 
 // unprepared returns the transaction under GORM's PrepareStmt wrapper: a
@@ -193,6 +280,13 @@ UNION ALL
 SELECT 'seq ' || c.relname
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relkind = 'S'
+UNION ALL
+SELECT 'typ ' || t.typname || ' ' || t.typtype::text
+       || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+                             FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), '')
+       || CASE WHEN t.typbasetype <> 0 THEN ' ' || format_type(t.typbasetype, t.typtypmod) ELSE '' END
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = $1 AND t.typtype IN ('e', 'd', 'r', 'm')
 ORDER BY 1`
 	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, q, schema)
 	if err != nil {

@@ -87,12 +87,12 @@ func (w tableWriter) qualified(b clause.Writer, table string) {
 	if err != nil {
 		w.stmt.AddError(err)
 		// Write the bare name so the (never executed) SQL stays readable.
-		b.WriteString(w.p.quoteTable(table))
+		b.WriteString(w.p.layout.quote(table))
 		return
 	}
 	b.WriteString(schema)
 	b.WriteByte('.')
-	b.WriteString(w.p.quoteTable(table))
+	b.WriteString(w.p.layout.quote(table))
 }
 
 func (w tableWriter) current(b clause.Builder) {

@@ -15,12 +15,18 @@ type tenantValue struct {
 	// route's search_path (set right after BEGIN by the library itself), so
 	// raw statements need no set_config of their own.
 	pathSet bool
+	// capture marks the capture's scratch schema: errors must not call it
+	// a tenant.
+	capture bool
 }
 
 // label names v in errors.
 func (v *tenantValue) label() string {
 	if v.shared {
 		return "(shared)"
+	}
+	if v.capture {
+		return "(capture of the tenant model set)"
 	}
 	return v.name
 }

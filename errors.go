@@ -114,6 +114,27 @@ func noTenantError(table string) error {
 	return fmt.Errorf("%w: table %q is a tenant table; use tenantplugin.WithTenant (or SharedOnly for shared tables)", ErrNoTenant, table)
 }
 
+// LayoutError is returned by db.Use(plugin) for a model shape or a
+// configuration the plugin refuses because it cannot keep tenants apart with
+// it: a tenant table whose name names a schema, a foreign key from a shared
+// table to a tenant table, a name PostgreSQL would truncate. It names the
+// model, the field when one is at fault, the table, and why.
+type LayoutError struct {
+	Model  string // Go type name of the model
+	Field  string // the field at fault, if any
+	Table  string
+	Reason string
+}
+
+// Error implements error.
+func (e *LayoutError) Error() string {
+	where := "model " + e.Model
+	if e.Field != "" {
+		where += " field " + e.Field
+	}
+	return fmt.Sprintf("tenantplugin: %s (table %s): %s", where, e.Table, e.Reason)
+}
+
 // RunError is returned when some tenants of a run failed or were skipped. It
 // unwraps to each failure (each a *TenantError naming its tenant) and to the
 // context's error when the run was cancelled.

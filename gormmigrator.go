@@ -170,16 +170,14 @@ func (m skippingMigrator) CreateIndex(value any, name string) error {
 }
 
 // migrationSession returns tx with the migration dialector: AutoMigrate on it
-// touches only the tables of one side (tenant, or shared when shared is true).
+// touches only the tables of one side (tenant, or shared when shared is
+// true) and treats the other side's tables as existing.
 func (p *Plugin) migrationSession(tx *gorm.DB, shared bool) *gorm.DB {
 	s := tx.Session(&gorm.Session{})
-	skip := func(table string) bool { return p.sharedTables[table] }
+	l := p.layout
+	skip := func(table string) bool { return l.shared[table] }
 	if shared {
-		tenant := make(map[string]bool, len(p.tenantTables))
-		for _, t := range p.tenantTables {
-			tenant[t] = true
-		}
-		skip = func(table string) bool { return tenant[table] }
+		skip = func(table string) bool { return !l.shared[table] }
 	}
 	s.Config.Dialector = migrationDialector{Dialector: tx.Dialector, skip: skip}
 	return s

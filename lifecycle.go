@@ -79,14 +79,11 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 			return err
 		}
 		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
+		tables := replayTables
 		if m.slowCreate {
-			if err := ttx.Migrator().AutoMigrate(p.tenantModels...); err != nil {
-				return fmt.Errorf("automigrate: %w", err)
-			}
-		} else if err := plan.replay(ttx); err != nil {
-			return err
+			tables = autoMigrateTables
 		}
-		if err := runGormigrate(ttx, m.migrations); err != nil {
+		if err := m.steps(ttx, plan, tables); err != nil {
 			return err
 		}
 		if p.roles {
@@ -96,6 +93,50 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 		}
 		return markMigrated(ttx, name, plan.fingerprint)
 	})
+}
+
+// How the steps build a tenant's tables.
+type tableStep int
+
+const (
+	replayTables      tableStep = iota // replay the captured DDL (a new tenant)
+	autoMigrateTables                  // GORM's AutoMigrate of the tenant models
+	keepTables                         // the model shape is unchanged: nothing to do
+)
+
+// steps brings the schema tx is routed to up to date, inside its tenant's
+// one transaction, in this order:
+//
+//  1. the pre-migrations (WithPreMigrations): types, functions and anything
+//     else the models use;
+//  2. the tables, as tables says;
+//  3. the migrations (WithMigrations).
+//
+// The caller records the fingerprint afterwards. Errors name the step.
+func (m *Migrator) steps(tx *gorm.DB, plan *ddlPlan, tables tableStep) error {
+	if err := runGormigrate(tx, m.preMigrations); err != nil {
+		return fmt.Errorf("pre-migrations: %w", err)
+	}
+	switch tables {
+	case replayTables:
+		if err := plan.replay(tx); err != nil {
+			return err
+		}
+	case autoMigrateTables:
+		if err := m.p.autoMigrateTenant(tx); err != nil {
+			return fmt.Errorf("automigrate: %w", err)
+		}
+	}
+	if err := runGormigrate(tx, m.migrations); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	return nil
+}
+
+// autoMigrateTenant runs GORM's AutoMigrate of the tenant models on tx, a
+// migration session routed to one tenant (or the capture's scratch schema).
+func (p *Plugin) autoMigrateTenant(tx *gorm.DB) error {
+	return tx.Migrator().AutoMigrate(p.layout.tenantValues...)
 }
 
 func markMigrated(tx *gorm.DB, name, fingerprint string) error {
@@ -201,12 +242,11 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		}
 		// Same model shape as at its last migration: AutoMigrate would find
 		// nothing to do, so only the migrations run.
+		tables := keepTables
 		if m.force || !plan.sameShape(rec.Fingerprint) {
-			if err := tx.Migrator().AutoMigrate(m.p.tenantModels...); err != nil {
-				return fmt.Errorf("automigrate: %w", err)
-			}
+			tables = autoMigrateTables
 		}
-		if err := runGormigrate(tx, m.migrations); err != nil {
+		if err := m.steps(tx, plan, tables); err != nil {
 			return err
 		}
 		return markMigrated(tx, name, plan.fingerprint)

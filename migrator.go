@@ -17,6 +17,7 @@ import (
 type Migrator struct {
 	p                *Plugin
 	migrations       []*gormigrate.Migration
+	preMigrations    []*gormigrate.Migration
 	sharedMigrations []*gormigrate.Migration
 	concurrency      int
 	progress         func(Progress)
@@ -37,6 +38,18 @@ type MigratorOption func(*Migrator)
 // function the *gorm.DB is routed to that tenant.
 func WithMigrations(ms ...*gormigrate.Migration) MigratorOption {
 	return func(m *Migrator) { m.migrations = append(m.migrations, ms...) }
+}
+
+// WithPreMigrations sets gormigrate migrations run in every tenant schema
+// before AutoMigrate of the tenant models: the place for what the models
+// themselves need, such as an enum type a column uses
+// (CREATE TYPE mood AS ENUM (...) for a field tagged type:mood). They run in
+// every tenant, in the capture of the fast creation path and with
+// WithAutoMigrateCreate, and are recorded in tenantplugin_migrations like
+// the others; their IDs must differ from those of WithMigrations. A tenant's
+// steps, in order: pre-migrations, tables, migrations.
+func WithPreMigrations(ms ...*gormigrate.Migration) MigratorOption {
+	return func(m *Migrator) { m.preMigrations = append(m.preMigrations, ms...) }
 }
 
 // WithSharedMigrations sets the gormigrate migrations run in the shared
@@ -130,7 +143,7 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 			return err
 		}
 		stx := p.migrationSession(tx.WithContext(withPathSet(SharedOnly(ctx), v)), true)
-		models := append(append([]any{}, libraryModels...), p.sharedModels...)
+		models := p.layout.sharedValues
 		if err := stx.Migrator().AutoMigrate(models...); err != nil {
 			return fmt.Errorf("automigrate shared models: %w", err)
 		}

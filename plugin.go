@@ -4,11 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"reflect"
 	"sync"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/schema"
 )
 
 // Plugin routes GORM statements to tenant schemas. Create it with New and
@@ -21,11 +19,9 @@ type Plugin struct {
 	roles        bool
 
 	// Filled by Initialize; read-only afterwards.
-	db           *gorm.DB
-	rootPool     gorm.ConnPool
-	sharedTables map[string]bool   // tables that live in the shared schema
-	tenantTables []string          // tables of the declared tenant models, in order
-	quoted       map[string]string // table name -> quoted identifier
+	db       *gorm.DB
+	rootPool gorm.ConnPool
+	layout   *layout // where each table lives
 
 	dirOnce sync.Once
 	dir     *Directory
@@ -83,47 +79,11 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return fmt.Errorf("tenantplugin: needs the postgres dialector, got %v", dialectorName(db))
 	}
 	p.sharedQuoted = QuoteIdentifier(p.sharedSchema)
-	p.sharedTables = map[string]bool{}
-	p.quoted = map[string]string{}
-
-	sharedSchemas := make([]*schema.Schema, 0, len(p.sharedModels)+len(libraryModels))
-	for _, m := range append(append([]any{}, libraryModels...), p.sharedModels...) {
-		s, err := parseModel(db, m)
-		if err != nil {
-			return err
-		}
-		sharedSchemas = append(sharedSchemas, s)
-		p.sharedTables[s.Table] = true
+	l, err := buildLayout(db, p.sharedModels, p.tenantModels)
+	if err != nil {
+		return err
 	}
-	// A many2many join table between two shared models is shared; a join
-	// table that touches a tenant model belongs to the tenant.
-	for _, s := range sharedSchemas {
-		for _, rel := range s.Relationships.Many2Many {
-			if rel.JoinTable != nil && p.sharedTables[rel.FieldSchema.Table] {
-				p.sharedTables[rel.JoinTable.Table] = true
-			}
-		}
-	}
-	seen := map[string]bool{}
-	for _, m := range p.tenantModels {
-		s, err := parseModel(db, m)
-		if err != nil {
-			return err
-		}
-		if p.sharedTables[s.Table] {
-			return fmt.Errorf("tenantplugin: table %q is declared both shared and tenant", s.Table)
-		}
-		if !seen[s.Table] {
-			seen[s.Table] = true
-			p.tenantTables = append(p.tenantTables, s.Table)
-		}
-	}
-	for t := range p.sharedTables {
-		p.quoted[t] = QuoteIdentifier(t)
-	}
-	for _, t := range p.tenantTables {
-		p.quoted[t] = QuoteIdentifier(t)
-	}
+	p.layout = l
 
 	p.db = db
 	p.rootPool = db.ConnPool
@@ -132,6 +92,7 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return err
 	}
 	p.installClauseBuilders(db)
+	db.Dialector = guardDialector{Dialector: db.Dialector, p: p}
 	return nil
 }
 
@@ -151,28 +112,8 @@ func checkSharedSchemaName(name string) error {
 	return nil
 }
 
-func parseModel(db *gorm.DB, model any) (*schema.Schema, error) {
-	if model == nil {
-		return nil, fmt.Errorf("tenantplugin: nil model")
-	}
-	stmt := &gorm.Statement{DB: db}
-	if err := stmt.Parse(model); err != nil {
-		return nil, fmt.Errorf("tenantplugin: parse model %s: %w", reflect.TypeOf(model), err)
-	}
-	return stmt.Schema, nil
-}
-
 // IsShared reports whether table lives in the shared schema.
-func (p *Plugin) IsShared(table string) bool { return p.sharedTables[table] }
-
-// quoteTable returns the quoted identifier of a table name, from the cache for
-// declared tables.
-func (p *Plugin) quoteTable(table string) string {
-	if q, ok := p.quoted[table]; ok {
-		return q
-	}
-	return QuoteIdentifier(table)
-}
+func (p *Plugin) IsShared(table string) bool { return p.layout != nil && p.layout.isShared(table) }
 
 // schemaFor returns the quoted schema that table lives in under the routing
 // value v (which may be nil: no tenant).
@@ -185,7 +126,7 @@ func (p *Plugin) schemaFor(v *tenantValue, table string) (string, error) {
 			return p.sharedQuoted, nil
 		}
 	}
-	if p.sharedTables[table] {
+	if p.layout.shared[table] {
 		return p.sharedQuoted, nil
 	}
 	if v == nil {
