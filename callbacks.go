@@ -2,10 +2,10 @@ package tenantplugin
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // registerCallbacks puts one routing callback in front of every processor and
@@ -13,10 +13,10 @@ import (
 func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	cb := db.Callback()
 	for _, err := range []error{
-		cb.Create().Before("*").Register("tenantplugin:route", p.route),
+		cb.Create().Before("*").Register("tenantplugin:route", p.routeWrite),
 		cb.Query().Before("*").Register("tenantplugin:route", p.route),
-		cb.Update().Before("*").Register("tenantplugin:route", p.route),
-		cb.Delete().Before("*").Register("tenantplugin:route", p.route),
+		cb.Update().Before("*").Register("tenantplugin:route", p.routeWrite),
+		cb.Delete().Before("*").Register("tenantplugin:route", p.routeWrite),
 		cb.Row().Before("*").Register("tenantplugin:route", p.route),
 		cb.Raw().Before("*").Register("tenantplugin:route", p.route),
 
@@ -26,11 +26,6 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 		cb.Delete().After("*").Register("tenantplugin:errors", p.translateError),
 		cb.Row().After("*").Register("tenantplugin:errors", p.translateError),
 		cb.Raw().After("*").Register("tenantplugin:errors", p.translateError),
-
-		// With tenant roles, GORM's write transactions run under the role.
-		cb.Create().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
-		cb.Update().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
-		cb.Delete().After("gorm:begin_transaction").Register("tenantplugin:role", p.roleForWrite),
 
 		// The migrator captures the DDL AutoMigrate sends.
 		cb.Raw().Before("gorm:raw").Register("tenantplugin:record", record),
@@ -43,8 +38,10 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 }
 
 // route runs before every statement. GORM-built statements are qualified later
-// by the clause builders (scope.go); here it fails closed when a tenant table
-// has no tenant, and sends statements that carry raw SQL through search_path.
+// by the clause builders (clauses.go); here it fails closed when a tenant
+// table has no tenant, and sends statements that carry raw SQL through
+// search_path. A subquery (built inside another statement, see subquery.go)
+// reports its errors and its need of search_path to the statement around it.
 func (p *Plugin) route(db *gorm.DB) {
 	if db.Error != nil {
 		return
@@ -52,12 +49,12 @@ func (p *Plugin) route(db *gorm.DB) {
 	stmt := db.Statement
 	v := valueFrom(stmt.Context)
 	if v != nil && v.err != nil {
-		db.AddError(v.err)
+		fail(stmt, v.err)
 		return
 	}
 	if v != nil && !v.shared {
 		if reason := p.notATenant(v.name); reason != "" {
-			db.AddError(&NameError{Name: v.name, Reason: reason})
+			fail(stmt, &NameError{Name: v.name, Reason: reason})
 			return
 		}
 	}
@@ -66,31 +63,55 @@ func (p *Plugin) route(db *gorm.DB) {
 		// (the migrator and RunInTenant set it right after BEGIN).
 		return
 	}
-
 	needPath := stmt.SQL.Len() > 0 // Raw, Exec: SQL text we cannot qualify
 	if !needPath {
 		table, plain := currentTable(stmt)
+		if !plain && stmt.Schema != nil {
+			// A raw table expression such as Table("polls p"): classify
+			// by the model.
+			table, plain = stmt.Schema.Table, true
+		}
 		if plain {
 			if _, err := p.schemaFor(v, table); err != nil {
-				db.AddError(err)
+				fail(stmt, err)
 				return
 			}
-		} else {
-			// A raw table expression such as Table("polls p"): classify by
-			// the model when there is one, and route by search_path.
-			if stmt.Schema != nil {
-				if _, err := p.schemaFor(v, stmt.Schema.Table); err != nil {
-					db.AddError(err)
-					return
-				}
-			}
-			needPath = true
 		}
-		if !needPath {
-			needPath = hasRawTableSQL(stmt)
-		}
+		needPath = rawTableExpr(stmt) || needsPath(stmt)
 	}
 	if !needPath || v == nil {
+		return
+	}
+	if parentOf(stmt.Context) != nil {
+		p.routeLate(stmt) // a subquery: the statement around it runs
+		return
+	}
+	if db.DryRun {
+		return
+	}
+	p.routeByPath(db, v)
+}
+
+// routeWrite is route for create, update and delete. With tenant roles
+// (WithTenantRoles) a tenant's write also runs under its role: set with the
+// search_path right after GORM's BEGIN of the write's transaction (or in the
+// caller's transaction, or in a transaction of its own when GORM opens none).
+func (p *Plugin) routeWrite(db *gorm.DB) {
+	p.route(db)
+	if !p.roles || db.Error != nil || db.DryRun || parentOf(db.Statement.Context) != nil {
+		return
+	}
+	if v := valueFrom(db.Statement.Context); v != nil && v.err == nil && !v.shared && !v.pathSet {
+		p.routeByPath(db, v)
+	}
+}
+
+// routeByPath makes db's statement run under v's search_path (and role):
+// inside a transaction the route statement runs now, before the statement;
+// outside one the statement gets a transaction of its own (routedPool).
+func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
+	stmt := db.Statement
+	if _, ok := stmt.ConnPool.(*routedPool); ok {
 		return
 	}
 	sql, args := p.routeStatement(v)
@@ -104,6 +125,22 @@ func (p *Plugin) route(db *gorm.DB) {
 		return
 	}
 	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v}
+}
+
+// rawTableExpr reports a table expression the builders cannot qualify
+// (Table("links l"), Table("other.polls")) that may name a relation: all of
+// them, except a parenthesized subquery whose raw text names none (its
+// subqueries decide when they are built).
+func rawTableExpr(stmt *gorm.Statement) bool {
+	if _, plain := currentTable(stmt); plain || stmt.TableExpr == nil {
+		return false
+	}
+	e := stmt.TableExpr
+	sql := strings.TrimSpace(e.SQL)
+	if !strings.HasPrefix(sql, "(") {
+		return true
+	}
+	return namesRelation(sql) || rawVars(e.Vars)
 }
 
 // translateError runs after every statement: it drops the statement's
@@ -156,96 +193,6 @@ func currentTable(stmt *gorm.Statement) (string, bool) {
 		return t, t != ""
 	}
 	return t, false
-}
-
-// hasRawTableSQL reports whether a GORM-built statement carries raw SQL that
-// may name tables: a Joins("JOIN ...") string, or a condition or selected
-// expression containing a subselect. Such names cannot be qualified without
-// parsing SQL, so the statement is routed by search_path instead.
-func hasRawTableSQL(stmt *gorm.Statement) bool {
-	for _, j := range stmt.Joins {
-		if isRawJoin(stmt, j.Name) {
-			return true
-		}
-	}
-	if c, ok := stmt.Clauses["WHERE"]; ok {
-		if w, ok := c.Expression.(clause.Where); ok && exprsHaveSelect(w.Exprs) {
-			return true
-		}
-	}
-	for _, s := range stmt.Selects {
-		if containsSelect(s) {
-			return true
-		}
-	}
-	if c, ok := stmt.Clauses["SELECT"]; ok && c.Expression != nil {
-		if exprsHaveSelect([]clause.Expression{c.Expression}) {
-			return true
-		}
-	}
-	return false
-}
-
-func isRawJoin(stmt *gorm.Statement, name string) bool {
-	if stmt.Schema == nil {
-		return true
-	}
-	if _, ok := stmt.Schema.Relationships.Relations[name]; ok {
-		return false
-	}
-	// nested "Manager.Company"
-	rels := stmt.Schema.Relationships.Relations
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i == len(name) || name[i] == '.' {
-			rel, ok := rels[name[start:i]]
-			if !ok {
-				return true
-			}
-			rels = rel.FieldSchema.Relationships.Relations
-			start = i + 1
-		}
-	}
-	return false
-}
-
-func exprsHaveSelect(exprs []clause.Expression) bool {
-	for _, e := range exprs {
-		switch x := e.(type) {
-		case clause.Expr:
-			if containsSelect(x.SQL) {
-				return true
-			}
-		case clause.NamedExpr:
-			if containsSelect(x.SQL) {
-				return true
-			}
-		case clause.AndConditions:
-			if exprsHaveSelect(x.Exprs) {
-				return true
-			}
-		case clause.OrConditions:
-			if exprsHaveSelect(x.Exprs) {
-				return true
-			}
-		case clause.NotConditions:
-			if exprsHaveSelect(x.Exprs) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// containsSelect reports whether s contains the word "select" in any case.
-func containsSelect(s string) bool {
-	for i := 0; i+6 <= len(s); i++ {
-		if s[i]|0x20 == 's' && s[i+1]|0x20 == 'e' && s[i+2]|0x20 == 'l' &&
-			s[i+3]|0x20 == 'e' && s[i+4]|0x20 == 'c' && s[i+5]|0x20 == 't' {
-			return true
-		}
-	}
-	return false
 }
 
 // isSavepointSQL spots the SAVEPOINT statements GORM sends for nested

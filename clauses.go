@@ -63,6 +63,76 @@ func (p *Plugin) installClauseBuilders(db *gorm.DB) {
 		}
 		buildWith(prev, c, stmt)
 	})
+	// The other clauses that can hold subqueries bind them the same way.
+	wrap("GROUP BY", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
+		if g, ok := c.Expression.(clause.GroupBy); ok {
+			if having, changed := p.bindSubqueries(stmt, g.Having); changed {
+				g.Having = having
+				c.Expression = g
+			}
+		}
+		buildWith(prev, c, stmt)
+	})
+	wrap("ORDER BY", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
+		if o, ok := c.Expression.(clause.OrderBy); ok && o.Expression != nil {
+			if e, changed := p.bindExpr(stmt, o.Expression); changed {
+				o.Expression = e
+				c.Expression = o
+			}
+		}
+		buildWith(prev, c, stmt)
+	})
+	wrap("SET", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
+		if set, ok := c.Expression.(clause.Set); ok {
+			c.Expression = p.bindSet(stmt, set)
+		}
+		buildWith(prev, c, stmt)
+	})
+	wrap("VALUES", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
+		if vals, ok := c.Expression.(clause.Values); ok {
+			var rows [][]any
+			for i, row := range vals.Values {
+				if nr, changed := p.bindVars(stmt, row); changed {
+					if rows == nil {
+						rows = append([][]any(nil), vals.Values...)
+					}
+					rows[i] = nr
+				}
+			}
+			if rows != nil {
+				vals.Values = rows
+				c.Expression = vals
+			}
+		}
+		buildWith(prev, c, stmt)
+	})
+	wrap("ON CONFLICT", func(prev clause.ClauseBuilder, c clause.Clause, stmt *gorm.Statement) {
+		if oc, ok := c.Expression.(clause.OnConflict); ok {
+			oc.DoUpdates = p.bindSet(stmt, oc.DoUpdates)
+			if exprs, changed := p.bindSubqueries(stmt, oc.Where.Exprs); changed {
+				oc.Where = clause.Where{Exprs: exprs}
+			}
+			c.Expression = oc
+		}
+		buildWith(prev, c, stmt)
+	})
+}
+
+// bindSet binds the subqueries among assigned values (a copy when any).
+func (p *Plugin) bindSet(stmt *gorm.Statement, set clause.Set) clause.Set {
+	var out clause.Set
+	for i, a := range set {
+		if v, changed := p.bindValue(stmt, a.Value); changed {
+			if out == nil {
+				out = append(clause.Set(nil), set...)
+			}
+			out[i].Value = v
+		}
+	}
+	if out == nil {
+		return set
+	}
+	return out
 }
 
 func buildWith(prev clause.ClauseBuilder, c clause.Clause, b clause.Builder) {
@@ -80,13 +150,22 @@ type tableWriter struct {
 	v    *tenantValue
 }
 
+// unroutedSchema is written in place of a schema that could not be chosen.
+// It is not a valid tenant or schema name, so a statement that somehow ran
+// with it fails with "schema does not exist" instead of reading anything.
+const unroutedSchema = `"tenantplugin: no tenant"`
+
 // qualified writes `"schema"."table"` for a plain table name, or records the
-// routing error (no tenant) on the statement, which then is not executed.
+// routing error (no tenant) on the statement and every statement around it,
+// which then are not executed.
 func (w tableWriter) qualified(b clause.Writer, table string) {
 	schema, err := w.p.schemaFor(w.v, table)
 	if err != nil {
-		w.stmt.AddError(err)
-		// Write the bare name so the (never executed) SQL stays readable.
+		fail(w.stmt, err)
+		// Should the error ever be dropped, the SQL still names no table
+		// that exists: no schema can have this name.
+		b.WriteString(unroutedSchema)
+		b.WriteByte('.')
 		b.WriteString(w.p.layout.quote(table))
 		return
 	}
@@ -227,81 +306,4 @@ func (r routedUpdate) Build(b clause.Builder) {
 	} else {
 		w.table(b, r.up.Table)
 	}
-}
-
-// bindSubqueries gives subqueries (a *gorm.DB passed as a condition value)
-// that were built without a context the context of the statement that embeds
-// them, so that db.WithContext(ctx).Where("id IN (?)", db.Model(&Choice{}))
-// reads the same tenant. A subquery bound to another tenant is an error
-// (ErrCrossTenant). The clause itself is never modified: a changed copy is
-// returned.
-func (p *Plugin) bindSubqueries(stmt *gorm.Statement, exprs []clause.Expression) ([]clause.Expression, bool) {
-	var out []clause.Expression
-	for i, e := range exprs {
-		ne, changed := p.bindExpr(stmt, e)
-		if changed && out == nil {
-			out = make([]clause.Expression, len(exprs))
-			copy(out, exprs[:i])
-		}
-		if out != nil {
-			out[i] = ne
-		}
-	}
-	return out, out != nil
-}
-
-func (p *Plugin) bindExpr(stmt *gorm.Statement, e clause.Expression) (clause.Expression, bool) {
-	switch x := e.(type) {
-	case clause.Expr:
-		if vars, ok := p.bindVars(stmt, x.Vars); ok {
-			x.Vars = vars
-			return x, true
-		}
-	case clause.NamedExpr:
-		if vars, ok := p.bindVars(stmt, x.Vars); ok {
-			x.Vars = vars
-			return x, true
-		}
-	case clause.IN:
-		if vars, ok := p.bindVars(stmt, x.Values); ok {
-			x.Values = vars
-			return x, true
-		}
-	case clause.AndConditions:
-		if exprs, ok := p.bindSubqueries(stmt, x.Exprs); ok {
-			return clause.AndConditions{Exprs: exprs}, true
-		}
-	case clause.OrConditions:
-		if exprs, ok := p.bindSubqueries(stmt, x.Exprs); ok {
-			return clause.OrConditions{Exprs: exprs}, true
-		}
-	case clause.NotConditions:
-		if exprs, ok := p.bindSubqueries(stmt, x.Exprs); ok {
-			return clause.NotConditions{Exprs: exprs}, true
-		}
-	}
-	return e, false
-}
-
-func (p *Plugin) bindVars(stmt *gorm.Statement, vars []any) ([]any, bool) {
-	var out []any
-	for i, v := range vars {
-		sub, ok := v.(*gorm.DB)
-		if !ok || sub == nil || sub.Statement == nil {
-			continue
-		}
-		outer := valueFrom(stmt.Context)
-		inner := valueFrom(sub.Statement.Context)
-		switch {
-		case inner == nil && outer != nil:
-			if out == nil {
-				out = make([]any, len(vars))
-				copy(out, vars)
-			}
-			out[i] = sub.WithContext(stmt.Context)
-		case inner != nil && outer != nil && (inner.name != outer.name || inner.shared != outer.shared):
-			stmt.AddError(ErrCrossTenant)
-		}
-	}
-	return out, out != nil
 }

@@ -258,3 +258,38 @@ func parseModel(db *gorm.DB, model any) (*schema.Schema, error) {
 	}
 	return stmt.Schema, nil
 }
+
+// checkShadows refuses tables in the shared schema that have the name of a
+// tenant table (see WithShadowTablesAllowed): one catalog query.
+func (p *Plugin) checkShadows(tx *gorm.DB) error {
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context,
+		`SELECT c.relname FROM pg_catalog.pg_class c
+		  WHERE c.relnamespace = $1::pg_catalog.regnamespace AND c.relname = ANY ($2)
+		    AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1`,
+		p.sharedQuoted, p.layout.tenantTables())
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var found []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return err
+		}
+		found = append(found, t)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	model := "(join table)"
+	if s := p.layout.schemaOf(found[0]); s != nil && s.ModelType != nil && s.Name != "" {
+		model = s.Name
+	}
+	return &LayoutError{Model: model, Table: found[0], Reason: fmt.Sprintf(
+		"the shared schema %s holds table(s) %s named like tenant tables: raw SQL for a tenant that lacked one would read the shared copy. "+
+			"Drop or rename them, or accept them with WithShadowTablesAllowed", p.sharedQuoted, strings.Join(found, ", "))}
+}

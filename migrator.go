@@ -24,6 +24,7 @@ type Migrator struct {
 	stopOnError      bool
 	force            bool
 	slowCreate       bool
+	shadowsAllowed   bool
 
 	planOnce sync.Mutex
 	plan     *ddlPlan
@@ -82,6 +83,16 @@ func WithStopOnError() MigratorOption {
 // after changing a tenant schema by hand).
 func WithForce() MigratorOption {
 	return func(m *Migrator) { m.force = true }
+}
+
+// WithShadowTablesAllowed lets MigrateShared accept a table in the shared
+// schema that has the name of a tenant table. By default that is an error:
+// such a table shadows the tenant table for raw SQL, which resolves names
+// through the search_path (tenant, shared schema, ...), so a tenant that
+// lacked the table (a hand edit) would read the shared copy instead of
+// failing. Allow it only for a table that is meant to be read that way.
+func WithShadowTablesAllowed() MigratorOption {
+	return func(m *Migrator) { m.shadowsAllowed = true }
 }
 
 // WithAutoMigrateCreate makes CreateTenant run GORM's AutoMigrate in each new
@@ -149,6 +160,11 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 		}
 		if err := runGormigrate(stx, m.sharedMigrations); err != nil {
 			return err
+		}
+		if !m.shadowsAllowed {
+			if err := p.checkShadows(tx); err != nil {
+				return err
+			}
 		}
 		if p.roles {
 			return p.setupSharedAccess(tx)

@@ -123,6 +123,9 @@ func (p *Plugin) schemaFor(v *tenantValue, table string) (string, error) {
 			return "", v.err
 		}
 		if v.shared {
+			if p.layout.tenant[table] {
+				return "", noTenantError(table) // SharedOnly: tenant tables are out of reach
+			}
 			return p.sharedQuoted, nil
 		}
 	}

@@ -95,21 +95,3 @@ func execAll(tx *gorm.DB, stmts ...string) error {
 	}
 	return nil
 }
-
-// roleForWrite runs after GORM opened its default transaction for a write:
-// with tenant roles on, the transaction runs under the tenant's role.
-func (p *Plugin) roleForWrite(db *gorm.DB) {
-	if !p.roles || db.Error != nil {
-		return
-	}
-	if _, started := db.InstanceGet("gorm:started_transaction"); !started {
-		return
-	}
-	v := valueFrom(db.Statement.Context)
-	if v == nil || v.err != nil || v.shared || v.pathSet {
-		return
-	}
-	if _, err := db.Statement.ConnPool.ExecContext(db.Statement.Context, "SELECT set_config('role', $1, true)", RoleName(v.name)); err != nil {
-		db.AddError(&TenantError{Tenant: v.name, Op: "set role", Err: err})
-	}
-}
