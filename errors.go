@@ -31,6 +31,12 @@ var (
 	// ErrNotRegistered is returned by every method that needs the plugin's
 	// database when db.Use(plugin) has not run (or failed).
 	ErrNotRegistered = errors.New("tenantplugin: the plugin is not registered: call db.Use(plugin) first")
+	// ErrDependentObjects is returned when a tenant's schema is tied to the
+	// rest of the database: DropTenant refuses to drop a schema that objects
+	// outside it depend on, and a tenant migration that leaves
+	// database-wide objects (an extension) in the tenant's schema fails.
+	// The error is a *DependencyError listing the objects.
+	ErrDependentObjects = errors.New("tenantplugin: objects outside the tenant depend on its schema")
 	// ErrMalformedHost is returned for a host name that is not a well-formed
 	// DNS name or IP literal (see tenanthttp.NormalizeHost).
 	ErrMalformedHost = errors.New("tenantplugin: malformed host")
@@ -134,6 +140,34 @@ func (e *LayoutError) Error() string {
 	}
 	return fmt.Sprintf("tenantplugin: %s (table %s): %s", where, e.Table, e.Reason)
 }
+
+// DependencyError lists the objects that tie a tenant's schema to the rest
+// of the database, as PostgreSQL describes them (pg_describe_object): objects
+// outside the schema that depend on objects inside it, which DROP SCHEMA ...
+// CASCADE would drop too (a column of a shared table whose type an
+// extension in the tenant's schema defines, a view, a foreign key), and
+// database-wide objects inside it (an extension). Op is "drop" (DropTenant
+// refused and changed nothing) or "migrate" (the tenant's migration was
+// rolled back). It matches ErrDependentObjects.
+type DependencyError struct {
+	Tenant  string
+	Op      string
+	Objects []string
+}
+
+// Error implements error.
+func (e *DependencyError) Error() string {
+	list := strings.Join(e.Objects, "; ")
+	if e.Op == "drop" {
+		return fmt.Sprintf("tenantplugin: tenant %q: drop refused, nothing was changed: objects outside the tenant's schema depend on it "+
+			"and would be dropped with it: %s", e.Tenant, list)
+	}
+	return fmt.Sprintf("tenantplugin: tenant %q: %s: the tenant's schema now holds database-wide objects, or objects outside it depend on it: %s; "+
+		"create such objects in a shared migration (WithSharedMigrations) or an extension schema (WithExtensionSchemas); the tenant was left as it was", e.Tenant, e.Op, list)
+}
+
+// Is makes errors.Is(err, ErrDependentObjects) hold.
+func (e *DependencyError) Is(target error) bool { return target == ErrDependentObjects }
 
 // RunError is returned when some tenants of a run failed or were skipped. It
 // unwraps to each failure (each a *TenantError naming its tenant) and to the

@@ -83,7 +83,7 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 		if m.slowCreate {
 			tables = autoMigrateTables
 		}
-		if err := m.steps(ttx, plan, tables); err != nil {
+		if err := m.steps(ttx, name, plan, tables); err != nil {
 			return err
 		}
 		if p.roles {
@@ -110,10 +110,12 @@ const (
 //  1. the pre-migrations (WithPreMigrations): types, functions and anything
 //     else the models use;
 //  2. the tables, as tables says;
-//  3. the migrations (WithMigrations).
+//  3. the migrations (WithMigrations);
+//  4. when migrations ran, a check that they left nothing database-wide in
+//     the schema and nothing outside it depending on it (DependencyError).
 //
 // The caller records the fingerprint afterwards. Errors name the step.
-func (m *Migrator) steps(tx *gorm.DB, plan *ddlPlan, tables tableStep) error {
+func (m *Migrator) steps(tx *gorm.DB, tenant string, plan *ddlPlan, tables tableStep) error {
 	if err := runGormigrate(tx, m.preMigrations); err != nil {
 		return fmt.Errorf("pre-migrations: %w", err)
 	}
@@ -129,6 +131,9 @@ func (m *Migrator) steps(tx *gorm.DB, plan *ddlPlan, tables tableStep) error {
 	}
 	if err := runGormigrate(tx, m.migrations); err != nil {
 		return fmt.Errorf("migrations: %w", err)
+	}
+	if len(m.preMigrations)+len(m.migrations) > 0 {
+		return m.p.checkTenantObjects(tx, tenant)
 	}
 	return nil
 }
@@ -185,8 +190,22 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 		if res.RowsAffected == 0 {
 			return notRegistered(name)
 		}
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA IF EXISTS "+QuoteIdentifier(name)+" CASCADE"); err != nil {
+		if exists, err := schemaExistsOn(tx.Statement.Context, tx.Statement.ConnPool, name); err != nil {
 			return err
+		} else if exists {
+			// DROP SCHEMA ... CASCADE follows dependencies out of the
+			// schema: refuse, naming them, when anything outside depends
+			// on it. Nothing is dropped outside the tenant.
+			objs, err := outsideDependents(tx.Statement.Context, tx.Statement.ConnPool, name)
+			if err != nil {
+				return err
+			}
+			if len(objs) > 0 {
+				return &DependencyError{Tenant: name, Op: "drop", Objects: objs}
+			}
+			if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "DROP SCHEMA "+QuoteIdentifier(name)+" CASCADE"); err != nil {
+				return err
+			}
 		}
 		if m.p.roles {
 			return m.p.dropTenantRole(tx, name)
@@ -194,7 +213,7 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 		return nil
 	})
 	m.p.Directory().Invalidate()
-	if err != nil && !errors.Is(err, ErrUnknownTenant) {
+	if err != nil && !errors.Is(err, ErrUnknownTenant) && !isDependencyError(err) {
 		return &TenantError{Tenant: name, Op: "drop", Err: err}
 	}
 	return err
@@ -246,7 +265,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		if m.force || !plan.sameShape(rec.Fingerprint) {
 			tables = autoMigrateTables
 		}
-		if err := m.steps(tx, plan, tables); err != nil {
+		if err := m.steps(tx, name, plan, tables); err != nil {
 			return err
 		}
 		return markMigrated(tx, name, plan.fingerprint)

@@ -171,6 +171,11 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err == nil {
+		// On the pool, outside the transaction: the check compares with
+		// the connections' own default search_path.
+		err = p.checkDatabaseObjects(p.db.WithContext(noRoute(ctx)))
+	}
 	if err != nil {
 		return fmt.Errorf("tenantplugin: migrate shared schema %q: %w", p.sharedSchema, err)
 	}
@@ -214,13 +219,21 @@ func (m *Migrator) Tenants(ctx context.Context) ([]string, error) {
 // stop the others (WithStopOnError does); the Report lists every tenant and
 // the error, a *RunError, wraps each failure.
 func (m *Migrator) MigrateTenants(ctx context.Context) (*Report, error) {
-	plan, err := m.ddl(ctx)
-	if err != nil {
+	if err := m.p.registered(); err != nil {
 		return nil, err
 	}
 	var recs []TenantRecord
 	if err := m.p.db.WithContext(SharedOnly(ctx)).Select("name", "fingerprint").Order("name").Find(&recs).Error; err != nil {
 		return nil, fmt.Errorf("tenantplugin: read tenant registry: %w", err)
+	}
+	if len(recs) == 0 {
+		// Nothing to migrate: the model set is not captured (an app with a
+		// type only a pre-migration creates starts with zero tenants).
+		return m.run(ctx, "migrate", nil, nil)
+	}
+	plan, err := m.ddl(ctx)
+	if err != nil {
+		return nil, err
 	}
 	names := make([]string, len(recs))
 	current := make(map[string]bool, len(recs))

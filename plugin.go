@@ -14,6 +14,8 @@ import (
 type Plugin struct {
 	sharedSchema string
 	sharedQuoted string
+	sharedPath   string   // shared schema, extension schemas, pg_temp (quoted)
+	extSchemas   []string // WithExtensionSchemas, in order
 	sharedModels []any
 	tenantModels []any
 	roles        bool
@@ -49,6 +51,24 @@ func WithSharedSchema(name string) Option {
 	return func(p *Plugin) { p.sharedSchema = name }
 }
 
+// WithExtensionSchemas names the schemas that hold database-wide objects,
+// such as extensions (CREATE EXTENSION citext SCHEMA extensions) and the
+// types, functions and operators they bring; hosted PostgreSQL services
+// often use a schema named "extensions". It is the idea of apartment's
+// persistent_schemas: these schemas follow the tenant and the shared schema
+// on every search_path the library sets, so raw SQL sees them; GORM-built
+// statements resolve types, functions and operators through the
+// connections' default search_path, which must therefore see them too:
+// MigrateShared checks it, and that every installed extension lives in the
+// shared schema or in one of these, and fails at start-up with what to
+// change otherwise. GuardDefaultSearchPath keeps these schemas visible. An
+// extension schema must hold no tables of its own (extension members
+// excepted): raw SQL for every tenant could reach them. They can never be
+// tenant names.
+func WithExtensionSchemas(schemas ...string) Option {
+	return func(p *Plugin) { p.extSchemas = append(p.extSchemas, schemas...) }
+}
+
 // New returns a Plugin configured by opts.
 func New(opts ...Option) *Plugin {
 	p := &Plugin{sharedSchema: "public"}
@@ -79,6 +99,14 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 		return fmt.Errorf("tenantplugin: needs the postgres dialector, got %v", dialectorName(db))
 	}
 	p.sharedQuoted = QuoteIdentifier(p.sharedSchema)
+	if err := p.checkExtensionSchemaNames(); err != nil {
+		return err
+	}
+	p.sharedPath = p.sharedQuoted
+	for _, s := range p.extSchemas {
+		p.sharedPath += ", " + QuoteIdentifier(s)
+	}
+	p.sharedPath += ", pg_temp"
 	l, err := buildLayout(db, p.sharedModels, p.tenantModels)
 	if err != nil {
 		return err
@@ -186,6 +214,11 @@ func (p *Plugin) checkTenantName(name string) error {
 func (p *Plugin) notATenant(name string) string {
 	if name == p.sharedSchema {
 		return "it is the shared schema"
+	}
+	for _, s := range p.extSchemas {
+		if name == s {
+			return "it is an extension schema"
+		}
 	}
 	return ""
 }

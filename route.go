@@ -11,13 +11,13 @@ import (
 // role) is set by one route statement.
 
 // searchPath is the search_path used for raw SQL under v: the tenant, then
-// the shared schema, then pg_temp named last so that a temporary table cannot
-// shadow a tenant table.
+// the shared schema, then the extension schemas (WithExtensionSchemas), then
+// pg_temp named last so that a temporary table cannot shadow a tenant table.
 func (p *Plugin) searchPath(v *tenantValue) string {
 	if v.shared {
-		return p.sharedQuoted + ", pg_temp"
+		return p.sharedPath
 	}
-	return v.quoted + ", " + p.sharedQuoted + ", pg_temp"
+	return v.quoted + ", " + p.sharedPath
 }
 
 // The route statement sets a transaction's search_path (and, with tenant
