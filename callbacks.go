@@ -157,7 +157,10 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		return
 	}
 	v := valueFrom(db.Statement.Context)
-	if v == nil || v.err != nil || v.shared || v.capture {
+	if v == nil || v.err != nil || v.shared || v.capture || v.pathSet {
+		// Inside the library's own transactions (migrations, creation,
+		// RunInTenant) the schema was checked when the path was set, and
+		// the caller names the tenant: a missing table is a missing table.
 		return
 	}
 	var te *TenantError

@@ -116,6 +116,34 @@ func (p *Plugin) checkDatabaseObjects(tx *gorm.DB) error {
 	return nil
 }
 
+// checkSharedSchemaIsNoTenant refuses a shared schema that is registered as
+// a tenant in any registry of the database (the registry would live inside
+// the tenant, and dropping the tenant would delete it), and a registered
+// tenant named after the login role (see CreateTenant).
+func (p *Plugin) checkSharedSchemaIsNoTenant(ctx context.Context, pool gorm.ConnPool) error {
+	registries, err := listStrings(ctx, pool, `SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1`, TenantRecord{}.TableName())
+	if err != nil {
+		return err
+	}
+	for _, r := range registries {
+		table := QuoteIdentifier(r) + "." + QuoteIdentifier(TenantRecord{}.TableName())
+		found, err := listStrings(ctx, pool, "SELECT name FROM "+table+" WHERE name IN ($1, session_user, current_user) ORDER BY 1", p.sharedSchema)
+		if err != nil {
+			return err
+		}
+		for _, name := range found {
+			if name == p.sharedSchema {
+				return fmt.Errorf("the shared schema %q is a tenant registered in %s: the shared schema can never be a tenant", p.sharedSchema, table)
+			}
+			if r == p.sharedSchema {
+				return fmt.Errorf("tenant %q has the name of the role the application connects as: the default search_path (\"$user\", public) resolves unrouted SQL to its tables; rename the tenant or connect as another role", name)
+			}
+		}
+	}
+	return nil
+}
+
 // extensionSchemaTables refuses an extension schema that holds tables of
 // its own (extension members excepted): raw SQL for every tenant would reach
 // them.

@@ -39,7 +39,7 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...str
 	}
 	err = m.createTenant(ctx, name, plan, hosts)
 	m.p.Directory().Invalidate()
-	if err != nil && !errors.Is(err, ErrTenantExists) {
+	if err != nil && !errors.Is(err, ErrTenantExists) && !errors.Is(err, ErrInvalidTenantName) {
 		var te *TenantError
 		if !errors.As(err, &te) {
 			err = &TenantError{Tenant: name, Op: "create", Err: err}
@@ -52,8 +52,19 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 	p := m.p
 	v := newTenantValue(name)
 	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
-		if err := advisoryLock(tx, lockKey("tenant", name)); err != nil {
-			return err
+		// The tenant's lock, and the login role's names in the same
+		// statement: a schema named after the role would be found by the
+		// server's default search_path ("$user", public), so unrouted SQL
+		// would read the tenant's tables.
+		var sessionUser, currentUser string
+		row := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context,
+			"SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))::text, session_user, current_user", lockKey("tenant", name))
+		var lock string
+		if err := row.Scan(&lock, &sessionUser, &currentUser); err != nil {
+			return fmt.Errorf("tenantplugin: advisory lock: %w", err)
+		}
+		if name == sessionUser || name == currentUser {
+			return &NameError{Name: name, Reason: "it is the name of the role the application connects as; the default search_path (\"$user\", public) would resolve unrouted SQL to this tenant's tables"}
 		}
 		res := tx.WithContext(SharedOnly(ctx)).Clauses(clause.OnConflict{DoNothing: true}).
 			Create(&TenantRecord{Name: name})
@@ -136,6 +147,30 @@ func (m *Migrator) steps(tx *gorm.DB, tenant string, plan *ddlPlan, tables table
 		return m.p.checkTenantObjects(tx, tenant)
 	}
 	return nil
+}
+
+// unknownMigrations lists the migration IDs recorded in tenant's schema
+// that this Migrator does not know: the schema is ahead of it.
+func (m *Migrator) unknownMigrations(tx *gorm.DB, tenant string) ([]string, error) {
+	table := QuoteIdentifier(tenant) + "." + QuoteIdentifier(migrationsTable)
+	var exists bool
+	row := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", table)
+	if err := row.Scan(&exists); err != nil || !exists {
+		return nil, err // no bookkeeping table: no migration recorded
+	}
+	return listStrings(tx.Statement.Context, tx.Statement.ConnPool,
+		`SELECT id FROM `+table+` WHERE NOT (id = ANY ($1)) ORDER BY id`, m.knownMigrationIDs())
+}
+
+func (m *Migrator) knownMigrationIDs() []string {
+	ids := make([]string, 0, len(m.preMigrations)+len(m.migrations))
+	for _, mig := range m.preMigrations {
+		ids = append(ids, mig.ID)
+	}
+	for _, mig := range m.migrations {
+		ids = append(ids, mig.ID)
+	}
+	return ids
 }
 
 // autoMigrateTenant runs GORM's AutoMigrate of the tenant models on tx, a
@@ -257,6 +292,14 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		}
 		if !m.force && rec.Fingerprint == plan.fingerprint {
 			state = StateUpToDate
+			return nil
+		}
+		// A newer version of the app may have migrated this tenant (a
+		// rolling deploy): never roll its schema or fingerprint back.
+		if unknown, err := m.unknownMigrations(tx, name); err != nil {
+			return err
+		} else if len(unknown) > 0 {
+			state = StateAhead
 			return nil
 		}
 		// Same model shape as at its last migration: AutoMigrate would find

@@ -145,6 +145,9 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 		if err := advisoryLock(tx, lockKey("shared", p.sharedSchema)); err != nil {
 			return err
 		}
+		if err := p.checkSharedSchemaIsNoTenant(tx.Statement.Context, tx.Statement.ConnPool); err != nil {
+			return err
+		}
 		if p.sharedSchema != "public" {
 			if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA IF NOT EXISTS "+p.sharedQuoted); err != nil {
 				return err

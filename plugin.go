@@ -19,6 +19,7 @@ type Plugin struct {
 	sharedModels []any
 	tenantModels []any
 	roles        bool
+	database     string // current_database(), read at registration with tenant roles
 
 	// Filled by Initialize; read-only afterwards.
 	db       *gorm.DB
@@ -113,6 +114,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	p.layout = l
 
+	if p.roles {
+		row := db.ConnPool.QueryRowContext(context.Background(), "SELECT pg_catalog.current_database()")
+		if err := row.Scan(&p.database); err != nil {
+			return fmt.Errorf("tenantplugin: tenant roles need the database's name: %w", err)
+		}
+	}
 	p.db = db
 	p.rootPool = db.ConnPool
 	installDriftRetry(db)

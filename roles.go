@@ -2,7 +2,9 @@ package tenantplugin
 
 import (
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -10,7 +12,7 @@ import (
 
 // Per-tenant roles (opt-in, WithTenantRoles) are a guard on the database
 // side: every tenant gets a NOLOGIN role with privileges on its own schema
-// and, through the group role SharedAccessRole, on the shared schema. The
+// and, through a group role (SharedAccessRoleName), on the shared schema. The
 // transactions the plugin routes for a tenant run under that role (set with
 // set_config('role', ..., true) in the same statement as the search_path: no
 // extra round trip), so a routing bug that reaches another tenant's schema
@@ -19,40 +21,85 @@ import (
 // Strength, plainly: this guards against routing bugs, not against an
 // attacker who can run SQL, because any session may RESET ROLE. And it covers
 // transactions only: raw statements (each runs in a transaction), GORM's
-// write transactions (one extra statement per write), RunInTenant and the raw
+// writes (the route statement after BEGIN), RunInTenant and the raw
 // statements of your own transactions. GORM-built reads outside a transaction
 // run as the connection's login role; they are qualified, which is the
 // primary guarantee.
+//
+// Roles are objects of the whole cluster, not of one database, so their
+// names carry a tag of the database (see RoleName), and each role records in
+// its comment which database and tenant it serves: a role of that name that
+// serves something else is an error, never reused.
 
-// SharedAccessRole is the group role holding the tenant roles' privileges
-// on the shared schema.
-const SharedAccessRole = "tenantplugin_shared_access"
-
-// WithTenantRoles turns per-tenant roles on (see the package documentation
-// of roles). The connecting role needs CREATEROLE (or to be a superuser).
+// WithTenantRoles turns per-tenant roles on (see "Per-tenant roles" in the
+// README). The connecting role needs CREATEROLE (or to be a superuser).
+// Registering the plugin then asks the server for the database's name
+// (current_database()), which role names depend on.
 func WithTenantRoles() Option {
 	return func(p *Plugin) { p.roles = true }
 }
 
-// RoleName is the role of tenant name: tenantplugin_<name>, or for names
-// too long for that, a prefix of the name and a hash (identifiers are
-// limited to 63 bytes, and truncation could collide).
-func RoleName(name string) string {
-	const prefix = "tenantplugin_"
-	if len(prefix)+len(name) <= MaxNameLength {
-		return prefix + name
+// RoleName is the role of tenant in database: "tp_" + the first 8 hex digits
+// of the SHA-256 of the database name + "_" + tenant, or, when that would be
+// longer than PostgreSQL's 63 bytes, "tp_" + tag + "#" + 51 hex digits of
+// the SHA-256 of the tenant name. Short names map one to one; long names
+// hash (204 bits), and the "#" (which no tenant name holds) keeps the two
+// forms apart. The tag keeps databases of one cluster apart.
+func RoleName(database, tenant string) string {
+	prefix := "tp_" + databaseTag(database)
+	if len(prefix)+1+len(tenant) <= MaxNameLength {
+		return prefix + "_" + tenant
 	}
-	sum := sha256.Sum256([]byte(name))
-	return prefix + name[:37] + "_" + hex.EncodeToString(sum[:])[:12]
+	sum := sha256.Sum256([]byte(tenant))
+	return prefix + "#" + hex.EncodeToString(sum[:])[:MaxNameLength-len(prefix)-1]
+}
+
+// SharedAccessRoleName is the group role of database that holds the tenant
+// roles' privileges on the shared schema: "tp_" + tag + "%shared" ("%" is
+// in no tenant name, so no tenant role has this name).
+func SharedAccessRoleName(database string) string {
+	return "tp_" + databaseTag(database) + "%shared"
+}
+
+func databaseTag(database string) string {
+	sum := sha256.Sum256([]byte(database))
+	return hex.EncodeToString(sum[:4])
+}
+
+// roleName is RoleName in the plugin's database.
+func (p *Plugin) roleName(tenant string) string { return RoleName(p.database, tenant) }
+
+// createRole creates role r (NOLOGIN) with a comment saying what it
+// serves, or checks that an existing role of that name serves it: a role of
+// the same name that serves anything else is an error, never reused.
+func createRole(tx *gorm.DB, r, what string) error {
+	comment := "tenantplugin: " + what
+	ctx, pool := tx.Statement.Context, tx.Statement.ConnPool
+	var found sql.NullString
+	var exists bool
+	row := pool.QueryRowContext(ctx, "SELECT true, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname = $1", r)
+	if err := row.Scan(&exists, &found); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if exists {
+		if found.String != comment {
+			return fmt.Errorf("role %s exists and does not serve %s (its comment: %q)", QuoteIdentifier(r), what, found.String)
+		}
+		return nil
+	}
+	return execAll(tx, "CREATE ROLE "+QuoteIdentifier(r)+" NOLOGIN", "COMMENT ON ROLE "+QuoteIdentifier(r)+" IS "+quoteLiteral(comment))
 }
 
 // setupSharedAccess creates the group role and grants it the shared schema
 // (MigrateShared, with tenant roles on).
 func (p *Plugin) setupSharedAccess(tx *gorm.DB) error {
-	q := QuoteIdentifier(SharedAccessRole)
+	group := SharedAccessRoleName(p.database)
+	if err := createRole(tx, group, "shared access of database "+p.database); err != nil {
+		return err
+	}
+	q := QuoteIdentifier(group)
 	s := p.sharedQuoted
 	return execAll(tx,
-		`DO $$ BEGIN CREATE ROLE `+q+` NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
 		"GRANT USAGE ON SCHEMA "+s+" TO "+q,
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "+s+" TO "+q,
 		"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "+s+" TO "+q,
@@ -63,12 +110,15 @@ func (p *Plugin) setupSharedAccess(tx *gorm.DB) error {
 
 // setupTenantRole creates tenant v's role and grants it its schema.
 func (p *Plugin) setupTenantRole(tx *gorm.DB, v *tenantValue) error {
-	r := QuoteIdentifier(RoleName(v.name))
+	role := p.roleName(v.name)
+	if err := createRole(tx, role, "tenant "+v.name+" of database "+p.database); err != nil {
+		return err
+	}
+	r := QuoteIdentifier(role)
 	s := v.quoted
 	return execAll(tx,
-		`DO $$ BEGIN CREATE ROLE `+r+` NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
 		"GRANT "+r+" TO CURRENT_USER",
-		"GRANT "+QuoteIdentifier(SharedAccessRole)+" TO "+r,
+		"GRANT "+QuoteIdentifier(SharedAccessRoleName(p.database))+" TO "+r,
 		"GRANT USAGE ON SCHEMA "+s+" TO "+r,
 		"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "+s+" TO "+r,
 		"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "+s+" TO "+r,
@@ -80,9 +130,10 @@ func (p *Plugin) setupTenantRole(tx *gorm.DB, v *tenantValue) error {
 // dropTenantRole removes tenant name's role and its privileges in this
 // database.
 func (p *Plugin) dropTenantRole(tx *gorm.DB, name string) error {
-	r := QuoteIdentifier(RoleName(name))
+	role := p.roleName(name)
+	r := QuoteIdentifier(role)
 	return execAll(tx,
-		`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = `+quoteLiteral(RoleName(name))+`) THEN `+
+		`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = `+quoteLiteral(role)+`) THEN `+
 			`EXECUTE 'DROP OWNED BY `+r+`'; EXECUTE 'DROP ROLE `+r+`'; END IF; END $$`,
 	)
 }

@@ -36,7 +36,7 @@ const (
 // to v: its search_path and, with tenant roles, its role.
 func (p *Plugin) routeStatement(v *tenantValue) (string, []any) {
 	if p.roles && !v.shared {
-		return routeRoleSQL, []any{p.routeSchema(v), p.searchPath(v), RoleName(v.name)}
+		return routeRoleSQL, []any{p.routeSchema(v), p.searchPath(v), p.roleName(v.name)}
 	}
 	return routeSQL, []any{p.routeSchema(v), p.searchPath(v)}
 }
@@ -67,7 +67,7 @@ func (p *Plugin) registeredRouteStatement(v *tenantValue) (string, []any) {
 	args := []any{p.routeSchema(v), p.searchPath(v), v.name}
 	if p.roles {
 		q += ", pg_catalog.set_config('role', $4, true)"
-		args = append(args, RoleName(v.name))
+		args = append(args, p.roleName(v.name))
 	}
 	q += " FROM " + p.sharedQuoted + "." + QuoteIdentifier(TenantRecord{}.TableName()) +
 		" WHERE name = $3 AND $1::pg_catalog.regnamespace IS NOT NULL"

@@ -23,6 +23,10 @@ const (
 	StateSkipped
 	// StateDone: ForEachTenant ran its function for the tenant.
 	StateDone
+	// StateAhead: the tenant has migrations this Migrator does not know (a
+	// newer version of the app migrated it, during a rolling deploy): it
+	// was left untouched, and its fingerprint was not overwritten.
+	StateAhead
 )
 
 // String implements fmt.Stringer.
@@ -38,6 +42,8 @@ func (s State) String() string {
 		return "skipped"
 	case StateDone:
 		return "done"
+	case StateAhead:
+		return "ahead"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -55,8 +61,8 @@ type Report struct {
 	Results []TenantResult // in the order of the tenant names given
 	// Migrated counts tenants migrated or created (or, for ForEachTenant,
 	// done); the others count their states.
-	Migrated, UpToDate, Failed, Skipped int
-	Elapsed                             time.Duration
+	Migrated, UpToDate, Failed, Skipped, Ahead int
+	Elapsed                                    time.Duration
 
 	op string // what the run did: "migrate", "create", "job", "run"
 }
@@ -82,8 +88,12 @@ func (r *Report) String() string {
 		return fmt.Sprintf("%d tenants: %d done, %d failed, %d skipped in %s",
 			len(r.Results), r.Migrated, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
 	}
-	return fmt.Sprintf("%d tenants: %d migrated, %d up to date, %d failed, %d skipped in %s",
-		len(r.Results), r.Migrated, r.UpToDate, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
+	ahead := ""
+	if r.Ahead > 0 {
+		ahead = fmt.Sprintf(", %d ahead of this version (left untouched)", r.Ahead)
+	}
+	return fmt.Sprintf("%d tenants: %d migrated, %d up to date%s, %d failed, %d skipped in %s",
+		len(r.Results), r.Migrated, r.UpToDate, ahead, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
 }
 
 // Progress is one event of a long run.
@@ -124,6 +134,8 @@ func (m *Migrator) run(ctx context.Context, op string, names []string, fn func(c
 			}
 		case StateSkipped:
 			rep.Skipped++
+		case StateAhead:
+			rep.Ahead++
 		}
 		if m.progress != nil {
 			m.progress(Progress{Tenant: res.Tenant, State: res.State, Err: res.Err, Done: done, Total: len(names),

@@ -435,8 +435,8 @@ func BenchmarkTenantRoles(b *testing.B) {
 			for _, name := range names {
 				_ = m.DropTenant(ctx, name)
 			}
-			withRoles.Exec(`DROP OWNED BY ` + tenantplugin.SharedAccessRole)
-			withRoles.Exec(`DROP ROLE IF EXISTS ` + tenantplugin.SharedAccessRole)
+			withRoles.Exec(`DROP OWNED BY ` + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(server.Name)))
+			withRoles.Exec(`DROP ROLE IF EXISTS ` + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(server.Name)))
 			s, _ := withRoles.DB()
 			s.Close()
 		})

@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
@@ -31,8 +32,8 @@ func newRolesEnv(t testing.TB) *isolatedEnv {
 		}
 		// The group role may hold privileges in other databases of the
 		// cluster; then it stays, which is harmless.
-		db.Exec(`DROP OWNED BY ` + tenantplugin.SharedAccessRole)
-		db.Exec(`DROP ROLE IF EXISTS ` + tenantplugin.SharedAccessRole)
+		db.Exec(`DROP OWNED BY ` + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(server.Name)))
+		db.Exec(`DROP ROLE IF EXISTS ` + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(server.Name)))
 		if s, err := db.DB(); err == nil {
 			s.Close()
 		}
@@ -56,7 +57,7 @@ func TestTenantRoles(t *testing.T) {
 	// Raw SQL runs under a's role: its own and the shared tables work...
 	var who string
 	require.NoError(t, e.as(a).Raw("SELECT current_user").Scan(&who).Error)
-	assert.Equal(t, tenantplugin.RoleName(a), who)
+	assert.Equal(t, tenantplugin.RoleName(server.Name, a), who)
 	var n int64
 	require.NoError(t, e.as(a).Raw("SELECT count(*) FROM polls JOIN plans ON plans.id = polls.plan_id").Scan(&n).Error)
 	assert.EqualValues(t, 1, n)
@@ -99,14 +100,30 @@ func TestTenantRoles(t *testing.T) {
 	// Dropping the tenant drops its role.
 	require.NoError(t, e.m.DropTenant(ctx, b))
 	var exists bool
-	require.NoError(t, e.db.Raw("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ?)", tenantplugin.RoleName(b)).Scan(&exists).Error)
+	require.NoError(t, e.db.Raw("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ?)", tenantplugin.RoleName(server.Name, b)).Scan(&exists).Error)
 	assert.False(t, exists)
 }
 
+// Role names are injective: short names map one to one, long ones hash,
+// the two forms and the group role never meet, and databases of one
+// cluster get different names.
 func TestRoleNames(t *testing.T) {
-	assert.Equal(t, "tenantplugin_thor", tenantplugin.RoleName("thor"))
-	long1 := "a23456789012345678901234567890123456789012345678901234567890_x"
-	long2 := "a23456789012345678901234567890123456789012345678901234567890_y"
-	assert.LessOrEqual(t, len(tenantplugin.RoleName(long1)), tenantplugin.MaxNameLength)
-	assert.NotEqual(t, tenantplugin.RoleName(long1), tenantplugin.RoleName(long2), "long names must not collide")
+	db := "tenantplugin_test_db"
+	short := tenantplugin.RoleName(db, "thor")
+	assert.True(t, strings.HasSuffix(short, "_thor"), short)
+	assert.NotEqual(t, short, tenantplugin.RoleName("other_db", "thor"), "databases of one cluster")
+	seen := map[string]string{tenantplugin.SharedAccessRoleName(db): "(shared access)"}
+	names := []string{"shared", "shared_access", "s", "a", strings.Repeat("a", 50), strings.Repeat("a", 51), strings.Repeat("a", 52),
+		strings.Repeat("a", 57), strings.Repeat("a", 63), strings.Repeat("b", 63)}
+	for i := 0; i < 200; i++ {
+		names = append(names, fmt.Sprintf("%s_%d", strings.Repeat("x", 45), i)) // straddles the 51-byte limit
+	}
+	for _, n := range names {
+		r := tenantplugin.RoleName(db, n)
+		assert.LessOrEqual(t, len(r), tenantplugin.MaxNameLength, n)
+		if prev, ok := seen[r]; ok {
+			t.Fatalf("role %q for both %q and %q", r, prev, n)
+		}
+		seen[r] = n
+	}
 }

@@ -286,9 +286,9 @@ func TestTenantRoleInsideGORMWrites(t *testing.T) {
 	tn := e.tenant("rw")
 	t.Cleanup(func() {
 		_ = e.m.DropTenant(ctx, tn)
-		e.db.Exec(`DROP OWNED BY ` + tenantplugin.SharedAccessRole)
+		e.db.Exec(`DROP OWNED BY ` + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(server.Name)))
 	})
-	role := tenantplugin.RoleName(tn)
+	role := tenantplugin.RoleName(server.Name, tn)
 	tdb := e.as(tn)
 
 	// GORM's own transaction.
