@@ -215,11 +215,20 @@ func quotedIn(s string) (string, bool) {
 	return s[i+1 : i+1+j], true
 }
 
-// unprepared returns the transaction under GORM's PrepareStmt wrapper: a
-// script of several statements cannot be a prepared statement.
+// unprepared returns the transaction (or pool) under GORM's PrepareStmt
+// wrapper: a script of several statements cannot be a prepared statement,
+// and pgx's per-query options (a QueryExecMode as first argument) would
+// reach a database/sql prepared statement as an argument.
 func unprepared(pool gorm.ConnPool) gorm.ConnPool {
-	if p, ok := pool.(*gorm.PreparedStmtTX); ok && p.Tx != nil {
-		return p.Tx
+	switch p := pool.(type) {
+	case *gorm.PreparedStmtTX:
+		if p.Tx != nil {
+			return p.Tx
+		}
+	case *gorm.PreparedStmtDB:
+		if p.ConnPool != nil {
+			return p.ConnPool
+		}
 	}
 	return pool
 }

@@ -244,7 +244,7 @@ func (m skippingMigrator) ColumnTypes(value any) ([]gorm.ColumnType, error) {
 
 	// The driver's own column types, over the simple protocol: the text is
 	// the same for every tenant, so no cached description may serve it.
-	rows, err := pool.QueryContext(ctx, "SELECT * FROM "+QuoteIdentifier(table)+" LIMIT 1", pgx.QueryExecModeSimpleProtocol)
+	rows, err := unprepared(pool).QueryContext(ctx, "SELECT * FROM "+QuoteIdentifier(table)+" LIMIT 1", pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +329,10 @@ var (
 )
 
 // HasConstraint asks pg_catalog (the driver asks information_schema, slow
-// with thousands of tenants).
+// with thousands of tenants). Like GORM, it accepts a constraint's name, a
+// relation's name or a field's name, and looks on the table the constraint
+// lives on (a has-one's foreign key lives on the other table), as GORM's
+// Migrator.GuessConstraintInterfaceAndTable resolves them.
 func (m skippingMigrator) HasConstraint(value any, name string) bool {
 	if m.skipped(value) {
 		return true
@@ -337,6 +340,17 @@ func (m skippingMigrator) HasConstraint(value any, name string) bool {
 	table, ok := m.tableOf(value)
 	if !ok || strings.IndexByte(table, '.') >= 0 {
 		return m.Migrator.HasConstraint(value, name)
+	}
+	if g, ok := m.Migrator.(constraintGuesser); ok {
+		stmt := &gorm.Statement{DB: m.db, Table: table}
+		if _, isString := value.(string); isString || stmt.Parse(value) == nil {
+			if c, t := g.GuessConstraintInterfaceAndTable(stmt, name); c != nil {
+				name, table = c.GetName(), t
+			}
+		}
+	}
+	if m.skip(table) {
+		return true
 	}
 	var exists bool
 	row := m.db.Statement.ConnPool.QueryRowContext(m.db.Statement.Context, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c
@@ -346,4 +360,10 @@ func (m skippingMigrator) HasConstraint(value any, name string) bool {
 		return m.Migrator.HasConstraint(value, name)
 	}
 	return exists
+}
+
+// constraintGuesser is the method of GORM's generic migrator (which the
+// postgres driver's embeds) that maps a name to a constraint and its table.
+type constraintGuesser interface {
+	GuessConstraintInterfaceAndTable(stmt *gorm.Statement, name string) (schema.ConstraintInterface, string)
 }
