@@ -35,6 +35,7 @@ func FuzzNameEntryPoints(f *testing.F) {
 	e := newIsolatedEnv(f, 2)
 	require.NoError(f, e.db.Exec(`CREATE TABLE IF NOT EXISTS `+e.shared+`.canary (id int)`).Error)
 	require.NoError(f, e.db.Exec(`INSERT INTO `+e.shared+`.canary VALUES (1)`).Error)
+	force := e.p.Migrator(tenantplugin.WithForce()) // one DDL capture for the whole run
 	f.Fuzz(func(t *testing.T, name string) {
 		ctx := context.Background()
 		valid := tenantplugin.ValidateName(name) == nil && name != e.shared
@@ -101,7 +102,7 @@ func FuzzNameEntryPoints(f *testing.F) {
 			var owners []string
 			require.NoError(t, db.Model(&Tag{}).Distinct("owner").Pluck("owner", &owners).Error)
 			require.Equal(t, []string{name}, owners, "rows of %q", name)
-			st, err := e.p.Migrator(tenantplugin.WithForce()).MigrateTenant(ctx, name)
+			st, err := force.MigrateTenant(ctx, name)
 			require.NoError(t, err)
 			require.Equal(t, tenantplugin.StateMigrated, st)
 			require.NoError(t, e.m.DropTenant(ctx, name))
