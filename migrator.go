@@ -228,7 +228,8 @@ func gormigrateError(err error) error {
 
 // named returns copies of ms whose Migrate and Rollback functions return
 // their errors, and their panics, as a *MigrationError naming the migration:
-// gormigrate passes a migration's error on as it is.
+// gormigrate passes a migration's error on as it is. A missing Rollback
+// function becomes one returning gormigrate.ErrRollbackImpossible, named.
 func named(ms []*gormigrate.Migration) []*gormigrate.Migration {
 	out := make([]*gormigrate.Migration, len(ms))
 	for i, mig := range ms {
@@ -238,6 +239,10 @@ func named(ms []*gormigrate.Migration) []*gormigrate.Migration {
 		}
 		if mig.Rollback != nil {
 			c.Rollback = func(tx *gorm.DB) error { return callMigration(mig.ID, true, mig.Rollback, tx) }
+		} else {
+			c.Rollback = func(*gorm.DB) error {
+				return &MigrationError{ID: mig.ID, Rollback: true, Err: gormigrate.ErrRollbackImpossible}
+			}
 		}
 		out[i] = &c
 	}
