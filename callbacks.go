@@ -169,7 +169,10 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	if !errors.As(db.Error, &pgErr) {
 		return
 	}
-	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
+	// In the library's own transactions (pathSet) the route statement has
+	// checked the schema exists, which another connection cannot see before
+	// COMMIT in a new tenant's creation: a missing table there is just that.
+	if (pgErr.Code == "42P01" || pgErr.Code == "3F000") && !v.pathSet { // undefined_table, invalid_schema_name
 		if exists, err := p.schemaExists(db.Statement.Context, v.name); err == nil && !exists {
 			db.Error = &UnknownTenantError{Tenant: v.name, Err: db.Error}
 			return

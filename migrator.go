@@ -27,6 +27,7 @@ type Migrator struct {
 	force            bool
 	slowCreate       bool
 	shadowsAllowed   bool
+	seeds            []func(tx *gorm.DB) error
 
 	planOnce sync.Mutex
 	plan     *ddlPlan
@@ -111,6 +112,38 @@ func WithShadowTablesAllowed() MigratorOption {
 // same schema; AutoMigrate is slower (it inspects the catalog table by table).
 func WithAutoMigrateCreate() MigratorOption {
 	return func(m *Migrator) { m.slowCreate = true }
+}
+
+// WithSeed adds a function run once in each new tenant, inside its creation
+// transaction, after its tables and migrations: the place for default rows
+// or a first admin user. tx is routed to the new tenant (GORM-built and raw
+// SQL alike; tenantplugin.FromContext(tx.Statement.Context) names it). It
+// runs on both creation paths (replayed DDL and WithAutoMigrateCreate), for
+// CreateTenant and CreateTenants, never for an existing tenant
+// (MigrateTenants). Seeds run in the order given; an error or a panic in one
+// fails the creation and leaves nothing: no registry row, no schema, no row
+// written by the seed. The error names the tenant.
+func WithSeed(fn func(tx *gorm.DB) error) MigratorOption {
+	return func(m *Migrator) { m.seeds = append(m.seeds, fn) }
+}
+
+// seed runs the seed functions in the new tenant tx is routed to.
+func (m *Migrator) seed(tx *gorm.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("seed: panic: %v", r)
+		}
+	}()
+	for i, fn := range m.seeds {
+		if err := fn(tx); err != nil {
+			err = namedOnce(tx, err)
+			if len(m.seeds) > 1 {
+				return fmt.Errorf("seed %d of %d: %w", i+1, len(m.seeds), err)
+			}
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+	return nil
 }
 
 // Migrator returns a Migrator for the plugin's database, configured by opts.
@@ -256,16 +289,21 @@ func callMigration(id string, rollback bool, fn func(*gorm.DB) error, tx *gorm.D
 		}
 	}()
 	if err := fn(tx); err != nil {
-		// A statement's error names its tenant already; the tenant's
-		// error, outside, names it once, before the migration.
-		if te, ok := err.(*TenantError); ok && te.Op == "" {
-			if name, ok := FromContext(tx.Statement.Context); ok && te.Tenant == name {
-				err = te.Err
-			}
-		}
-		return &MigrationError{ID: id, Rollback: rollback, Err: err}
+		return &MigrationError{ID: id, Rollback: rollback, Err: namedOnce(tx, err)}
 	}
 	return nil
+}
+
+// namedOnce unwraps the *TenantError a statement's error comes in when it
+// names the tenant tx is routed to: the error of the tenant's migration or
+// creation, outside, names the tenant once, before the step that failed.
+func namedOnce(tx *gorm.DB, err error) error {
+	if te, ok := err.(*TenantError); ok && te.Op == "" {
+		if name, ok := FromContext(tx.Statement.Context); ok && te.Tenant == name {
+			return te.Err
+		}
+	}
+	return err
 }
 
 // Tenants lists the registered tenants by name.
