@@ -8,28 +8,33 @@ import (
 	"gorm.io/gorm"
 )
 
-// Per-tenant roles (opt-in, WithTenantRoles) are a guard on the database
-// side: every tenant gets a NOLOGIN role with privileges on its own schema
-// and, through the group role SharedAccessRole, on the shared schema. The
-// transactions the plugin routes for a tenant run under that role (set with
-// set_config('role', ..., true) in the same statement as the search_path: no
-// extra round trip), so a routing bug that reaches another tenant's schema
-// fails with "permission denied" instead of reading it.
-//
-// Strength, plainly: this guards against routing bugs, not against an
-// attacker who can run SQL, because any session may RESET ROLE. And it covers
-// transactions only: raw statements (each runs in a transaction), GORM's
-// write transactions (one extra statement per write), RunInTenant and the raw
-// statements of your own transactions. GORM-built reads outside a transaction
-// run as the connection's login role; they are qualified, which is the
-// primary guarantee.
+// Per-tenant roles are documented on WithTenantRoles.
 
 // SharedAccessRole is the group role holding the tenant roles' privileges
 // on the shared schema.
 const SharedAccessRole = "tenantplugin_shared_access"
 
-// WithTenantRoles turns per-tenant roles on (see the package documentation
-// of roles). The connecting role needs CREATEROLE (or to be a superuser).
+// WithTenantRoles turns per-tenant roles on, a guard on the database side.
+// CreateTenant creates for every tenant a NOLOGIN role, RoleName(tenant),
+// with privileges on its own schema (tables and sequences, with default
+// privileges for objects created later) and, through the group role
+// SharedAccessRole, on the shared schema (granted by MigrateShared);
+// DropTenant drops it. The transactions the plugin routes for a tenant run
+// under that role: raw statements (the role is set with
+// set_config('role', ..., true) in the same statement as the search_path, no
+// extra round trip), GORM's write transactions (one extra statement per
+// write), RunInTenant, and the raw statements of your own transactions. A
+// routing bug that reaches another tenant's schema then fails with
+// "permission denied" instead of reading it.
+//
+// Strength, plainly: this guards against routing bugs, not against an
+// attacker who can run SQL, because any session may RESET ROLE. GORM-built
+// reads outside a transaction run as the connection's login role; they are
+// qualified, which is the primary guarantee. Migrations and the library's
+// own work run as the login role. Roles are cluster-wide objects (one name
+// space for every database of the server). The connecting role needs
+// CREATEROLE (or to be a superuser). The README, "Per-tenant roles", gives
+// measured costs.
 func WithTenantRoles() Option {
 	return func(p *Plugin) { p.roles = true }
 }

@@ -1,10 +1,13 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
@@ -155,4 +158,110 @@ func TestHyphenatedTenantWithRoles(t *testing.T) {
 	require.NoError(t, e.db.Raw("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ?)", tenantplugin.RoleName(name)).Scan(&exists).Error)
 	assert.False(t, exists)
 	assert.False(t, e.schemaExists(name))
+}
+
+// TestStartUpWithNothingToDoLogsOneLine: the start-up Migrate over tenants
+// that are all up to date logs one Info line through SlogProgress.
+func TestStartUpWithNothingToDoLogsOneLine(t *testing.T) {
+	e := newIsolatedEnv(t, 4)
+	e.createTenants("quiet", 30)
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rep, err := e.p.Migrator(tenantplugin.WithProgress(tenantplugin.SlogProgress(logger))).Migrate(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 30, rep.UpToDate, rep.String())
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 1, buf.String())
+	assert.Contains(t, lines[0], `msg="tenantplugin: every tenant up to date" total=30`)
+}
+
+// Shared models that reference the tenant registry (the README's example):
+// a subscription goes with its tenant (ON DELETE CASCADE); an invoice must be
+// dealt with before its tenant can be dropped (no ON DELETE action).
+type Subscription struct {
+	ID       uint                       `gorm:"primaryKey"`
+	Tenant   string                     `gorm:"size:63;not null;index"`
+	Registry *tenantplugin.TenantRecord `gorm:"foreignKey:Tenant;references:Name;constraint:OnDelete:CASCADE"`
+	Plan     string
+	Seats    int
+}
+
+type Invoice struct {
+	ID       uint                       `gorm:"primaryKey"`
+	Tenant   string                     `gorm:"size:63;not null;index"`
+	Registry *tenantplugin.TenantRecord `gorm:"foreignKey:Tenant;references:Name"`
+	Cents    int
+}
+
+// TestSharedTableReferencingTheRegistry: MigrateShared creates shared tables
+// with foreign keys to tenantplugin_tenants.name; rows can be written for
+// registered tenants only, from shared and tenant contexts; DropTenant
+// removes a tenant's subscriptions with it (CASCADE) and refuses, leaving
+// everything as it was, while an invoice (no ON DELETE action) references it.
+func TestSharedTableReferencingTheRegistry(t *testing.T) {
+	ctx := context.Background()
+	shared := fmt.Sprintf("subs_shared_%d", sharedN.Add(1))
+	db, err := server.Open(2, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if s, err := db.DB(); err == nil {
+			s.Close()
+		}
+	})
+	p := testPlugin(shared, tenantplugin.WithSharedModels(&Subscription{}, &Invoice{}))
+	require.NoError(t, db.Use(p))
+	m := p.Migrator()
+	require.NoError(t, m.MigrateShared(ctx))
+	e := &env{t: t, db: db, p: p, m: m}
+
+	var defs []string
+	require.NoError(t, db.Raw(`SELECT c.relname || ' ' || pg_get_constraintdef(k.oid) FROM pg_constraint k
+		JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = ? AND k.contype = 'f' AND c.relname IN ('subscriptions', 'invoices') ORDER BY 1`, shared).Scan(&defs).Error)
+	assert.Equal(t, []string{
+		"invoices FOREIGN KEY (tenant) REFERENCES " + shared + ".tenantplugin_tenants(name)",
+		"subscriptions FOREIGN KEY (tenant) REFERENCES " + shared + ".tenantplugin_tenants(name) ON DELETE CASCADE",
+	}, defs)
+
+	a, b := "subs_a_"+shared, "subs_b_"+shared
+	require.NoError(t, m.CreateTenant(ctx, a))
+	require.NoError(t, m.CreateTenant(ctx, b))
+	admin := db.WithContext(tenantplugin.SharedOnly(ctx))
+	require.NoError(t, admin.Create(&Subscription{Tenant: a, Plan: "pro", Seats: 5}).Error)
+	// From a request of tenant b: the shared table is still the shared one.
+	require.NoError(t, e.as(b).Create(&Subscription{Tenant: b, Plan: "free", Seats: 1}).Error)
+	require.NoError(t, admin.Create(&Invoice{Tenant: b, Cents: 1200}).Error)
+	err = admin.Create(&Subscription{Tenant: "nobody", Plan: "pro"}).Error
+	require.Error(t, err, "a subscription for an unregistered tenant")
+	assert.Contains(t, err.Error(), "SQLSTATE 23503")
+
+	var subs []Subscription
+	require.NoError(t, admin.Preload("Registry").Order("tenant").Find(&subs).Error)
+	require.Len(t, subs, 2)
+	assert.Equal(t, a, subs[0].Registry.Name)
+	var mine Subscription
+	require.NoError(t, e.as(a).Where("tenant = ?", a).Take(&mine).Error)
+	assert.Equal(t, 5, mine.Seats)
+
+	// b has an invoice: DropTenant refuses and changes nothing.
+	err = m.DropTenant(ctx, b)
+	require.Error(t, err)
+	t.Log(err)
+	assert.Contains(t, err.Error(), `tenant "`+b+`"`)
+	assert.Contains(t, err.Error(), `"invoices"`)
+	assert.Contains(t, err.Error(), "SQLSTATE 23503")
+	assert.True(t, e.schemaExists(b))
+	names, err := m.Tenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{a, b}, names)
+	assert.EqualValues(t, 2, e.count(shared, "subscriptions"))
+
+	// Settle the invoice, then the drop goes through and takes b's
+	// subscription with it.
+	require.NoError(t, admin.Where("tenant = ?", b).Delete(&Invoice{}).Error)
+	require.NoError(t, m.DropTenant(ctx, b))
+	require.NoError(t, m.DropTenant(ctx, a))
+	assert.EqualValues(t, 0, e.count(shared, "subscriptions"))
+	assert.False(t, e.schemaExists(a))
+	assert.False(t, e.schemaExists(b))
 }
