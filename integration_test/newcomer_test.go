@@ -20,22 +20,26 @@ import (
 // TestRegisteredDomainUnderBaseWinsInEitherOrder: a domain registered for a
 // tenant (AddDomain) that lies under the Subdomain resolver's base reaches
 // its tenant whether Subdomain or Host is listed first, also when its first
-// label happens to be another tenant's name; hosts under base that are not
-// registered follow the subdomain rule in both orders.
+// label is another tenant's name; hosts under base that are not registered
+// follow the subdomain rule in both orders.
 func TestRegisteredDomainUnderBaseWinsInEitherOrder(t *testing.T) {
 	e := newIsolatedEnv(t, 2)
 	ctx := context.Background()
 	base := "tracker-" + e.shared + ".test"
-	acme, thor := "acme_"+e.shared, "thor_"+e.shared
-	require.NoError(t, e.m.CreateTenant(ctx, acme))
-	require.NoError(t, e.m.CreateTenant(ctx, thor))
-	// A custom domain under base whose label is no tenant name at all.
+	acme, thor, loki := "acme_"+e.shared, "thor_"+e.shared, "loki_"+e.shared
+	for _, n := range []string{acme, thor, loki} {
+		require.NoError(t, e.m.CreateTenant(ctx, n))
+	}
+	// A custom domain under base whose label is no tenant.
 	require.NoError(t, e.m.AddDomain(ctx, acme, "acme-corp."+base))
 	// A domain under base two labels deep (the subdomain rule never matches it).
 	require.NoError(t, e.m.AddDomain(ctx, acme, "www.acme."+base))
-	// A domain under base whose label is another tenant's name: the
-	// registration is explicit, so it wins over the rule.
+	// A hyphenated label that starts like another tenant's name.
 	require.NoError(t, e.m.AddDomain(ctx, acme, thor+"-old."+base))
+	// A domain whose label is another tenant's name: the registration is
+	// explicit, so it wins over the rule (README: do not let tenants
+	// register hosts under your own base).
+	require.NoError(t, e.m.AddDomain(ctx, acme, loki+"."+base))
 
 	dir := e.p.Directory()
 	orders := map[string]http.Handler{
@@ -52,6 +56,7 @@ func TestRegisteredDomainUnderBaseWinsInEitherOrder(t *testing.T) {
 		{"ACME-CORP." + base + ":8443", 200, acme + " /"},
 		{"www.acme." + base, 200, acme + " /"},
 		{thor + "-old." + base, 200, acme + " /"},
+		{loki + "." + base, 200, acme + " /"},
 		{thor + "." + base, 200, thor + " /"}, // the subdomain rule
 		{acme + "." + base, 200, acme + " /"},
 		{"nobody." + base, 404, ""},
