@@ -218,3 +218,26 @@ func truncateForMessage(s string) string {
 }
 
 func quoteForMessage(s string) string { return `"` + truncateForMessage(s) + `"` }
+
+// MigrationError names the gormigrate migration whose function failed (or
+// panicked), and whether it was being applied or rolled back: gormigrate
+// returns a migration's error as is, so without it the message would not
+// say which migration failed. For a tenant it comes wrapped in a
+// *TenantError naming the tenant; errors.Is and errors.As see through both
+// to the database error underneath.
+type MigrationError struct {
+	ID       string // the migration's ID
+	Rollback bool   // its Rollback function failed, not its Migrate function
+	Err      error
+}
+
+// Error implements error.
+func (e *MigrationError) Error() string {
+	if e.Rollback {
+		return fmt.Sprintf("rollback of migration %q: %v", e.ID, e.Err)
+	}
+	return fmt.Sprintf("migration %q: %v", e.ID, e.Err)
+}
+
+// Unwrap gives errors.Is and errors.As the cause.
+func (e *MigrationError) Unwrap() error { return e.Err }

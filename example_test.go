@@ -94,11 +94,15 @@ func Example() {
 
 func ExampleValidateName() {
 	fmt.Println(tenantplugin.ValidateName("thor"))
+	fmt.Println(tenantplugin.ValidateName("my-team")) // a subdomain label is a tenant name as it is
+	fmt.Println(tenantplugin.ValidateName("my-team-"))
 	fmt.Println(tenantplugin.ValidateName(`""";DROP TABLE canary;--`))
 	fmt.Println(tenantplugin.ValidateName("pg_toast"))
 	// Output:
 	// <nil>
-	// tenantplugin: invalid tenant name "\"\"\";DROP TABLE canary;--": it has the character '"' at byte 0 (allowed: a-z, 0-9, _)
+	// <nil>
+	// tenantplugin: invalid tenant name "my-team-": it ends with a hyphen (as a DNS label may not)
+	// tenantplugin: invalid tenant name "\"\"\";DROP TABLE canary;--": it has the character '"' at byte 0 (allowed: a-z, 0-9, _, -)
 	// tenantplugin: invalid tenant name "pg_toast": names starting with pg_ are reserved by PostgreSQL
 }
 

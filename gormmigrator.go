@@ -177,7 +177,9 @@ func (p *Plugin) migrationSession(tx *gorm.DB, shared bool) *gorm.DB {
 	l := p.layout
 	skip := func(table string) bool { return l.shared[table] }
 	if shared {
-		skip = func(table string) bool { return !l.shared[table] }
+		// gormigrate's bookkeeping table is no model: in the shared
+		// schema it is the shared migrations' own (WithSharedMigrations).
+		skip = func(table string) bool { return !l.shared[table] && table != migrationsTable }
 	}
 	s.Config.Dialector = migrationDialector{Dialector: tx.Dialector, skip: skip}
 	return s

@@ -97,6 +97,9 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 		if err := m.steps(ttx, name, plan, tables); err != nil {
 			return err
 		}
+		if err := m.seed(ttx); err != nil {
+			return err
+		}
 		if p.roles {
 			if err := p.setupTenantRole(tx, v); err != nil {
 				return err

@@ -2,8 +2,10 @@ package tenantplugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/go-gormigrate/gormigrate/v2"
@@ -25,6 +27,7 @@ type Migrator struct {
 	force            bool
 	slowCreate       bool
 	shadowsAllowed   bool
+	seeds            []func(tx *gorm.DB) error
 
 	planOnce sync.Mutex
 	plan     *ddlPlan
@@ -36,7 +39,12 @@ type MigratorOption func(*Migrator)
 // WithMigrations sets the gormigrate migrations run in every tenant schema,
 // after AutoMigrate of the tenant models. Their bookkeeping table,
 // tenantplugin_migrations, lives in each tenant's schema. Inside a migration
-// function the *gorm.DB is routed to that tenant.
+// function the *gorm.DB is routed to that tenant. Because AutoMigrate runs
+// first, a migration must not create what the models declare (a plain ADD
+// COLUMN of a field the model has fails with "already exists"): use these
+// for data (backfills), written to be idempotent, and IF NOT EXISTS for DDL;
+// renames go in WithPreMigrations (README, "Evolving a model"). An error of
+// a migration's function comes as a *MigrationError naming its ID.
 func WithMigrations(ms ...*gormigrate.Migration) MigratorOption {
 	return func(m *Migrator) { m.migrations = append(m.migrations, ms...) }
 }
@@ -44,11 +52,15 @@ func WithMigrations(ms ...*gormigrate.Migration) MigratorOption {
 // WithPreMigrations sets gormigrate migrations run in every tenant schema
 // before AutoMigrate of the tenant models: the place for what the models
 // themselves need, such as an enum type a column uses
-// (CREATE TYPE mood AS ENUM (...) for a field tagged type:mood). They run in
-// every tenant, in the capture of the fast creation path and with
-// WithAutoMigrateCreate, and are recorded in tenantplugin_migrations like
-// the others; their IDs must differ from those of WithMigrations. A tenant's
-// steps, in order: pre-migrations, tables, migrations.
+// (CREATE TYPE mood AS ENUM (...) for a field tagged type:mood), and for
+// what AutoMigrate would do wrong, such as renaming a column (AutoMigrate
+// would add the new one empty beside the old). They run in every tenant, in
+// the capture of the fast creation path and with WithAutoMigrateCreate, and
+// are recorded in tenantplugin_migrations like the others; their IDs must
+// differ from those of WithMigrations. In a new tenant they run in an empty
+// schema, so one that changes a table must do nothing when the table does
+// not exist yet (tx.Migrator().HasTable or HasColumn). A tenant's steps, in
+// order: pre-migrations, tables, migrations.
 func WithPreMigrations(ms ...*gormigrate.Migration) MigratorOption {
 	return func(m *Migrator) { m.preMigrations = append(m.preMigrations, ms...) }
 }
@@ -100,6 +112,38 @@ func WithShadowTablesAllowed() MigratorOption {
 // same schema; AutoMigrate is slower (it inspects the catalog table by table).
 func WithAutoMigrateCreate() MigratorOption {
 	return func(m *Migrator) { m.slowCreate = true }
+}
+
+// WithSeed adds a function run once in each new tenant, inside its creation
+// transaction, after its tables and migrations: the place for default rows
+// or a first admin user. tx is routed to the new tenant (GORM-built and raw
+// SQL alike; tenantplugin.FromContext(tx.Statement.Context) names it). It
+// runs on both creation paths (replayed DDL and WithAutoMigrateCreate), for
+// CreateTenant and CreateTenants, never for an existing tenant
+// (MigrateTenants). Seeds run in the order given; an error or a panic in one
+// fails the creation and leaves nothing: no registry row, no schema, no row
+// written by the seed. The error names the tenant.
+func WithSeed(fn func(tx *gorm.DB) error) MigratorOption {
+	return func(m *Migrator) { m.seeds = append(m.seeds, fn) }
+}
+
+// seed runs the seed functions in the new tenant tx is routed to.
+func (m *Migrator) seed(tx *gorm.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("seed: panic: %v", r)
+		}
+	}()
+	for i, fn := range m.seeds {
+		if err := fn(tx); err != nil {
+			err = namedOnce(tx, err)
+			if len(m.seeds) > 1 {
+				return fmt.Errorf("seed %d of %d: %w", i+1, len(m.seeds), err)
+			}
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+	return nil
 }
 
 // Migrator returns a Migrator for the plugin's database, configured by opts.
@@ -189,16 +233,80 @@ func runGormigrate(tx *gorm.DB, ms []*gormigrate.Migration) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	g := gormigrate.New(tx, &gormigrate.Options{
+	if err := newGormigrate(tx, ms).Migrate(); err != nil {
+		return gormigrateError(err)
+	}
+	return nil
+}
+
+// newGormigrate returns gormigrate over ms on tx, which already is the
+// tenant's (or the shared schema's) one transaction; the migrations' errors
+// name their IDs (see named).
+func newGormigrate(tx *gorm.DB, ms []*gormigrate.Migration) *gormigrate.Gormigrate {
+	return gormigrate.New(tx, &gormigrate.Options{
 		TableName:      migrationsTable,
 		IDColumnName:   "id",
 		IDColumnSize:   255,
 		UseTransaction: false, // the whole tenant already is one transaction
-	}, ms)
-	if err := g.Migrate(); err != nil {
-		return fmt.Errorf("gormigrate: %w", err)
+	}, named(ms))
+}
+
+// gormigrateError prefixes errors of gormigrate's own ("gormigrate: ..."
+// already says it) but leaves a *MigrationError, which names its migration,
+// as it is.
+func gormigrateError(err error) error {
+	var me *MigrationError
+	if errors.As(err, &me) || strings.HasPrefix(err.Error(), "gormigrate") {
+		return err
+	}
+	return fmt.Errorf("gormigrate: %w", err)
+}
+
+// named returns copies of ms whose Migrate and Rollback functions return
+// their errors, and their panics, as a *MigrationError naming the migration:
+// gormigrate passes a migration's error on as it is. A missing Rollback
+// function becomes one returning gormigrate.ErrRollbackImpossible, named.
+func named(ms []*gormigrate.Migration) []*gormigrate.Migration {
+	out := make([]*gormigrate.Migration, len(ms))
+	for i, mig := range ms {
+		c := *mig
+		if mig.Migrate != nil {
+			c.Migrate = func(tx *gorm.DB) error { return callMigration(mig.ID, false, mig.Migrate, tx) }
+		}
+		if mig.Rollback != nil {
+			c.Rollback = func(tx *gorm.DB) error { return callMigration(mig.ID, true, mig.Rollback, tx) }
+		} else {
+			c.Rollback = func(*gorm.DB) error {
+				return &MigrationError{ID: mig.ID, Rollback: true, Err: gormigrate.ErrRollbackImpossible}
+			}
+		}
+		out[i] = &c
+	}
+	return out
+}
+
+func callMigration(id string, rollback bool, fn func(*gorm.DB) error, tx *gorm.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &MigrationError{ID: id, Rollback: rollback, Err: fmt.Errorf("panic: %v", r)}
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return &MigrationError{ID: id, Rollback: rollback, Err: namedOnce(tx, err)}
 	}
 	return nil
+}
+
+// namedOnce unwraps the *TenantError a statement's error comes in when it
+// names the tenant tx is routed to: the error of the tenant's migration or
+// creation, outside, names the tenant once, before the step that failed.
+func namedOnce(tx *gorm.DB, err error) error {
+	if te, ok := err.(*TenantError); ok && te.Op == "" {
+		if name, ok := FromContext(tx.Statement.Context); ok && te.Tenant == name {
+			return te.Err
+		}
+	}
+	return err
 }
 
 // Tenants lists the registered tenants by name.

@@ -8,7 +8,8 @@ import (
 )
 
 func TestValidateName(t *testing.T) {
-	good := []string{"a", "thor", "_x", "t1", "acme_co", strings.Repeat("a", 63), "pgx", "pg"}
+	good := []string{"a", "thor", "_x", "t1", "acme_co", strings.Repeat("a", 63), "pgx", "pg",
+		"my-team", "a-b", "a--b", "xn--bcher-kva", "_-x", "x-1", "pg-x", "public-x", "a" + strings.Repeat("-", 61) + "b"}
 	for _, n := range good {
 		if err := ValidateName(n); err != nil {
 			t.Errorf("ValidateName(%q) = %v, want nil", n, err)
@@ -27,7 +28,16 @@ func TestValidateName(t *testing.T) {
 		"Thor":                     "upper-case",
 		"1abc":                     "digit",
 		"a\x00b":                   "character",
-		"a-b":                      "character",
+		"-a":                       "starts with a hyphen",
+		"-":                        "starts with a hyphen",
+		"a-":                       "ends with a hyphen",
+		"my-team-":                 "ends with a hyphen",
+		"1-a":                      "digit",
+		"my team":                  "character",
+		"my.team":                  "character",
+		"a-\"b":                    "character",
+		"A-b":                      "upper-case",
+		strings.Repeat("a-", 32):   "64 bytes",
 	}
 	for n, want := range bad {
 		err := ValidateName(n)
@@ -76,11 +86,14 @@ func unquote(s string) (string, bool) {
 	return b.String(), true
 }
 
-// FuzzTenantName: the validator never panics, accepts only names that quote
-// to themselves within PostgreSQL's limit, and the quoter always yields one
-// closed identifier that unquotes to its input (without NUL bytes).
+// FuzzTenantName: the validator never panics, accepts only names of the rule
+// (a-z, 0-9, _ and -, not starting with a digit or a hyphen, not ending with
+// a hyphen) that quote to themselves within PostgreSQL's limit, and the
+// quoter always yields one closed identifier that unquotes to its input
+// (without NUL bytes).
 func FuzzTenantName(f *testing.F) {
-	for _, s := range []string{"thor", `""";DROP TABLE canary;--`, "a b", "x.y", "pg_toast", strings.Repeat("a", 64), "", "é", "\x00"} {
+	for _, s := range []string{"thor", `""";DROP TABLE canary;--`, "a b", "x.y", "pg_toast", strings.Repeat("a", 64), "", "é", "\x00",
+		"my-team", "-a", "a-", "a--b", `a-";DROP TABLE canary;--`, "x--", "_-"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -97,9 +110,12 @@ func FuzzTenantName(f *testing.F) {
 				t.Fatalf("ValidateName accepted %q", s)
 			}
 			for _, c := range s {
-				if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+				if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
 					t.Fatalf("ValidateName accepted %q with %q", s, c)
 				}
+			}
+			if first, last := s[0], s[len(s)-1]; first == '-' || first >= '0' && first <= '9' || last == '-' {
+				t.Fatalf("ValidateName accepted %q (first %q, last %q)", s, first, last)
 			}
 			if q != `"`+s+`"` {
 				t.Fatalf("valid name %q quotes to %s", s, q)

@@ -19,11 +19,17 @@ var reservedNames = map[string]bool{
 }
 
 // ValidateName reports whether name can be a tenant (schema) name. The rule is
-// `^[a-z_][a-z0-9_]{0,62}$`, not starting with `pg_` and not one of the schemas
-// PostgreSQL or the library reserve (public, information_schema). Lower case
-// only: PostgreSQL folds unquoted identifiers to lower case, so `Acme` and
-// `acme` would otherwise name different schemas. The error, a *NameError,
-// wraps ErrInvalidTenantName and says which rule failed.
+// `^[a-z_]([a-z0-9_-]{0,61}[a-z0-9_])?$`: lower-case ASCII letters, digits,
+// underscores and hyphens, at most 63 bytes, starting with a letter or an
+// underscore and not ending with a hyphen (as a DNS label, so that every
+// valid name can be a host label, `my-team.example.com`), not starting with
+// `pg_` and not one of the schemas PostgreSQL or the library reserve (public,
+// information_schema). Lower case only: PostgreSQL folds unquoted
+// identifiers to lower case, so `Acme` and `acme` would otherwise name
+// different schemas. A hyphen makes a name that PostgreSQL only accepts
+// quoted; the library quotes every name it puts into SQL (QuoteIdentifier),
+// so `my-team` and `my_team` are two distinct tenants. The error, a
+// *NameError, wraps ErrInvalidTenantName and says which rule failed.
 func ValidateName(name string) error {
 	reason := nameProblem(name)
 	if reason == "" {
@@ -47,10 +53,17 @@ func nameProblem(name string) string {
 			if i == 0 {
 				return "it starts with a digit"
 			}
+		case c == '-':
+			if i == 0 {
+				return "it starts with a hyphen"
+			}
+			if i == len(name)-1 {
+				return "it ends with a hyphen (as a DNS label may not)"
+			}
 		case c >= 'A' && c <= 'Z':
 			return fmt.Sprintf("it has the upper-case letter %q at byte %d (names are lower case)", c, i)
 		default:
-			return fmt.Sprintf("it has the character %q at byte %d (allowed: a-z, 0-9, _)", c, i)
+			return fmt.Sprintf("it has the character %q at byte %d (allowed: a-z, 0-9, _, -)", c, i)
 		}
 	}
 	if strings.HasPrefix(name, "pg_") {

@@ -10,31 +10,32 @@ import (
 	"gorm.io/gorm"
 )
 
-// Per-tenant roles (opt-in, WithTenantRoles) are a guard on the database
-// side: every tenant gets a NOLOGIN role with privileges on its own schema
-// and, through a group role (SharedAccessRoleName), on the shared schema. The
-// transactions the plugin routes for a tenant run under that role (set with
-// set_config('role', ..., true) in the same statement as the search_path: no
-// extra round trip), so a routing bug that reaches another tenant's schema
-// fails with "permission denied" instead of reading it.
+// Per-tenant roles are documented on WithTenantRoles.
+
+// WithTenantRoles turns per-tenant roles on, a guard on the database side.
+// CreateTenant creates for every tenant a NOLOGIN role (see RoleName) with
+// privileges on its own schema (tables and sequences, with default
+// privileges for objects created later) and, through a group role
+// (SharedAccessRoleName), on the shared schema (granted by MigrateShared);
+// DropTenant drops it. The transactions the plugin routes for a tenant run
+// under that role: raw statements (the role is set with
+// set_config('role', ..., true) in the same statement as the search_path, no
+// extra round trip) and GORM's writes (the same statement right after their
+// BEGIN, or in the caller's transaction), RunInTenant, and the raw
+// statements of your own transactions. A routing bug that reaches another
+// tenant's schema then fails with "permission denied" instead of reading it.
 //
 // Strength, plainly: this guards against routing bugs, not against an
-// attacker who can run SQL, because any session may RESET ROLE. And it covers
-// transactions only: raw statements (each runs in a transaction), GORM's
-// writes (the route statement after BEGIN), RunInTenant and the raw
-// statements of your own transactions. GORM-built reads outside a transaction
-// run as the connection's login role; they are qualified, which is the
-// primary guarantee.
-//
-// Roles are objects of the whole cluster, not of one database, so their
-// names carry a tag of the database (see RoleName), and each role records in
-// its comment which database and tenant it serves: a role of that name that
-// serves something else is an error, never reused.
-
-// WithTenantRoles turns per-tenant roles on (see "Per-tenant roles" in the
-// README). The connecting role needs CREATEROLE (or to be a superuser).
-// Registering the plugin then asks the server for the database's name
-// (current_database()), which role names depend on.
+// attacker who can run SQL, because any session may RESET ROLE. GORM-built
+// reads outside a transaction run as the connection's login role; they are
+// qualified, which is the primary guarantee. Migrations and the library's
+// own work run as the login role. Roles are objects of the whole cluster,
+// not of one database, so their names carry a tag of the database, and each
+// role records in its comment which database and tenant it serves: a role of
+// that name that serves something else is an error, never reused.
+// Registering the plugin asks the server for the database's name
+// (current_database()). The connecting role needs CREATEROLE (or to be a
+// superuser). The README, "Per-tenant roles", gives measured costs.
 func WithTenantRoles() Option {
 	return func(p *Plugin) { p.roles = true }
 }

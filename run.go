@@ -59,12 +59,12 @@ type TenantResult struct {
 // Report is the outcome of a run over many tenants.
 type Report struct {
 	Results []TenantResult // in the order of the tenant names given
-	// Migrated counts tenants migrated or created (or, for ForEachTenant,
-	// done); the others count their states.
+	// Migrated counts tenants migrated, created or rolled back (or, for
+	// ForEachTenant, done); the others count their states.
 	Migrated, UpToDate, Failed, Skipped, Ahead int
 	Elapsed                                    time.Duration
 
-	op string // what the run did: "migrate", "create", "job", "run"
+	op string // what the run did: "migrate", "create", "rollback", "job", "run"
 }
 
 // Failures returns the failed tenants' results.
@@ -84,6 +84,9 @@ func (r *Report) String() string {
 	case "create":
 		return fmt.Sprintf("%d tenants: %d created, %d failed, %d skipped in %s",
 			len(r.Results), r.Migrated, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
+	case "rollback":
+		return fmt.Sprintf("%d tenants: %d rolled back, %d with nothing to roll back, %d failed, %d skipped in %s",
+			len(r.Results), r.Migrated, r.UpToDate, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))
 	case "job", "run":
 		return fmt.Sprintf("%d tenants: %d done, %d failed, %d skipped in %s",
 			len(r.Results), r.Migrated, r.Failed, r.Skipped, r.Elapsed.Round(time.Millisecond))

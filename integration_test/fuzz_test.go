@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
@@ -15,19 +16,26 @@ import (
 )
 
 // FuzzNameEntryPoints feeds one name to every place a tenant name enters:
-// WithTenant, RunInTenant, CreateTenant, DropTenant, ContextFor (job
-// payloads), the header and path resolvers of the middleware. An invalid name
-// must fail with ErrInvalidTenantName at each of them and send no SQL; a
-// canary table proves no injected statement ever ran. `go test` runs the
-// seeds; `go test -fuzz FuzzNameEntryPoints ./integration_test` explores.
+// WithTenant, RunInTenant, CreateTenant, MigrateTenant, DropTenant,
+// ContextFor (job payloads), the header, path and subdomain resolvers of the
+// middleware. An invalid name must fail with ErrInvalidTenantName at each of
+// them and send no SQL; a valid one (hyphens included, which PostgreSQL only
+// takes quoted) must work at each of them, GORM-built and raw statements
+// alike, and reach its own schema. A canary table proves no injected
+// statement ever ran. `go test` runs the seeds;
+// `go test -fuzz FuzzNameEntryPoints ./integration_test` explores.
 func FuzzNameEntryPoints(f *testing.F) {
 	for _, s := range hostileNames {
 		f.Add(s)
 	}
-	f.Add("valid_fuzz_name")
+	for _, s := range []string{"valid_fuzz_name", "my-team", "a--b", "x-1", "_-", "z" + strings.Repeat("-", 61) + "z",
+		`a-";DROP TABLE canary;--`, "a-'b", "a-;", "x-y.z"} {
+		f.Add(s)
+	}
 	e := newIsolatedEnv(f, 2)
 	require.NoError(f, e.db.Exec(`CREATE TABLE IF NOT EXISTS `+e.shared+`.canary (id int)`).Error)
 	require.NoError(f, e.db.Exec(`INSERT INTO `+e.shared+`.canary VALUES (1)`).Error)
+	force := e.p.Migrator(tenantplugin.WithForce()) // one DDL capture for the whole run
 	f.Fuzz(func(t *testing.T, name string) {
 		ctx := context.Background()
 		valid := tenantplugin.ValidateName(name) == nil && name != e.shared
@@ -39,7 +47,7 @@ func FuzzNameEntryPoints(f *testing.F) {
 		}
 		dir := e.p.Directory()
 		h := tenanthttp.Middleware(tenanthttp.WithResolvers(
-			tenanthttp.PathPrefix("/t", dir), tenanthttp.Header("X-Tenant", dir),
+			tenanthttp.Subdomain("fz.example", dir), tenanthttp.PathPrefix("/t", dir), tenanthttp.Header("X-Tenant", dir),
 		))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n, _ := tenantplugin.FromContext(r.Context())
 			if n != name {
@@ -76,13 +84,31 @@ func FuzzNameEntryPoints(f *testing.F) {
 		} else {
 			// A valid name works end to end and is removed again.
 			require.NoError(t, e.m.CreateTenant(ctx, name))
-			req := httptest.NewRequest("GET", "http://x.example/t/"+name+"/polls", nil)
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
-				t.Fatalf("path for %q: status %d", name, rec.Code)
+			for _, target := range []string{"http://x.example/t/" + name + "/polls", "http://" + name + ".fz.example/polls"} {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+				if rec.Code != http.StatusOK {
+					t.Fatalf("%s for %q: status %d", target, name, rec.Code)
+				}
 			}
+			tctx, err := e.p.ContextFor(ctx, name)
+			require.NoError(t, err)
+			db := e.db.WithContext(tctx)
+			require.NoError(t, db.Create(&Tag{Name: "gorm", Owner: name}).Error)
+			require.NoError(t, db.Exec("INSERT INTO tags (name, owner) VALUES ('raw', current_schema())").Error)
+			require.NoError(t, e.p.RunInTenant(ctx, name, func(tx *gorm.DB) error {
+				return tx.Exec("INSERT INTO tags (name, owner) VALUES ('run', current_schema())").Error
+			}))
+			var owners []string
+			require.NoError(t, db.Model(&Tag{}).Distinct("owner").Pluck("owner", &owners).Error)
+			require.Equal(t, []string{name}, owners, "rows of %q", name)
+			st, err := force.MigrateTenant(ctx, name)
+			require.NoError(t, err)
+			require.Equal(t, tenantplugin.StateMigrated, st)
 			require.NoError(t, e.m.DropTenant(ctx, name))
+			var left bool
+			require.NoError(t, e.db.Raw("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = ?)", name).Scan(&left).Error)
+			require.False(t, left, "schema %q left behind", name)
 		}
 		var n int64
 		require.NoError(t, e.db.Raw(`SELECT count(*) FROM `+e.shared+`.canary`).Scan(&n).Error)

@@ -77,7 +77,7 @@ var hostileNames = []string{
 	`"";DROP TABLE canary;--`,
 	`x";DROP TABLE canary;--`,
 	"a b", "x.y", "pg_toast", "pg_catalog", "public", "information_schema",
-	strings.Repeat("a", 64), "", "é", "Thor", "1abc", "a-b", "a\x00b", "tenant;", "a'b",
+	strings.Repeat("a", 64), "", "é", "Thor", "1abc", "-ab", "ab-", "a\x00b", "tenant;", "a'b",
 }
 
 // TestHostileNamesRunNoSQL tries every hostile name at every entry point; a

@@ -20,6 +20,7 @@ import (
 // mounts into its own binary (where its models live):
 //
 //	migrate                                   shared schema, then every tenant
+//	migrate rollback --to ID [--tenant NAME]  undo the migrations after ID
 //	tenants list                              one name per line
 //	tenants create NAME [--domain HOST]...
 //	tenants drop NAME
@@ -44,6 +45,7 @@ var ErrUsage = errors.New("tenantcmd: usage")
 // Usage is the command summary.
 const Usage = `commands:
   migrate
+  migrate rollback --to ID [--tenant NAME]...
   tenants list
   tenants create NAME [--domain HOST]...
   tenants drop NAME
@@ -63,13 +65,22 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: no command\n%s", ErrUsage, Usage)
 	}
 	if args[0] == "migrate" {
+		if len(args) > 1 {
+			if args[1] != "rollback" {
+				return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
+			}
+			return c.rollback(ctx, out, args[2:])
+		}
 		rep, err := m.Migrate(ctx)
 		if rep != nil {
 			fmt.Fprintln(out, rep.String())
 		}
 		return err
 	}
-	if args[0] != "tenants" || len(args) < 2 {
+	if args[0] == "tenants" && len(args) == 1 {
+		return fmt.Errorf("%w: tenants needs a subcommand\n%s", ErrUsage, Usage)
+	}
+	if args[0] != "tenants" {
 		return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
 	}
 	pos, flags, err := parseFlags(args[2:], map[string]bool{"domain": true, "tenant": true, "all": false})
@@ -153,6 +164,38 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 		return c.eachTarget(ctx, out, flags, fn)
 	}
 	return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
+}
+
+// rollback runs "migrate rollback --to ID [--tenant NAME]...": the
+// migrations after ID are undone in the tenants named, or in every tenant.
+func (c *Commands) rollback(ctx context.Context, out io.Writer, args []string) error {
+	pos, flags, err := parseFlags(args, map[string]bool{"to": true, "tenant": true})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 || len(flags["to"]) != 1 || flags["to"][0] == "" {
+		return fmt.Errorf("%w: migrate rollback takes --to ID once, and --tenant NAME\n%s", ErrUsage, Usage)
+	}
+	to := flags["to"][0]
+	if len(flags["tenant"]) == 0 {
+		rep, err := c.Migrator.RollbackTenantsTo(ctx, to)
+		if rep != nil {
+			fmt.Fprintln(out, rep.String())
+		}
+		return err
+	}
+	for _, name := range flags["tenant"] {
+		st, err := c.Migrator.RollbackTenantTo(ctx, name, to)
+		if err != nil {
+			return err
+		}
+		if st == tenantplugin.StateMigrated {
+			fmt.Fprintf(out, "rolled back tenant %s to %s\n", name, to)
+		} else {
+			fmt.Fprintf(out, "tenant %s: nothing after %s to roll back\n", name, to)
+		}
+	}
+	return nil
 }
 
 func (c *Commands) eachTarget(ctx context.Context, out io.Writer, flags map[string][]string, fn func(context.Context, *gorm.DB) error) error {
