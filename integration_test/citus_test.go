@@ -17,8 +17,14 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,6 +34,7 @@ import (
 
 	"github.com/go-gormigrate/gormigrate/v2"
 	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/gorm-tenancy/tenantplugin/examples/polls/app"
 	"github.com/gorm-tenancy/tenantplugin/tenantcmd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -121,7 +128,7 @@ func newCitusEnv(t *testing.T, opts ...tenantplugin.MigratorOption) *citusEnv {
 	require.NoError(t, db.Use(p))
 	m := p.Migrator(opts...)
 	ce := &citusEnv{env: &env{t: t, db: db, p: p, m: m}, url: url, shared: shared, raw: raw}
-	t.Cleanup(func() { ce.cleanup(); raw.Close() })
+	t.Cleanup(func() { citusCleanup(t, raw, m, shared); raw.Close() })
 	require.NoError(t, m.MigrateShared(context.Background()))
 	return ce
 }
@@ -131,45 +138,48 @@ func (ce *citusEnv) name(prefix string) string {
 	return fmt.Sprintf("%s%d_%s", prefix, citusN.Add(1), ce.shared)
 }
 
-// schemasLeft lists the schemas of this env still present on the
-// coordinator and on each worker.
-func (ce *citusEnv) schemasLeft() []string {
-	ce.t.Helper()
-	pattern := "%" + ce.shared
+// citusSchemasLeft lists the schemas whose name ends with suffix still
+// present on the coordinator and on each worker.
+func citusSchemasLeft(t testing.TB, raw *sql.DB, suffix string) []string {
+	t.Helper()
+	pattern := "%" + suffix
 	var left []string
-	rows, err := ce.raw.Query(`SELECT 'coordinator:' || nspname FROM pg_namespace WHERE nspname LIKE $1`, pattern)
-	require.NoError(ce.t, err)
+	rows, err := raw.Query(`SELECT 'coordinator:' || nspname FROM pg_namespace WHERE nspname LIKE $1`, pattern)
+	require.NoError(t, err)
 	for rows.Next() {
 		var s string
-		require.NoError(ce.t, rows.Scan(&s))
+		require.NoError(t, rows.Scan(&s))
 		left = append(left, s)
 	}
-	require.NoError(ce.t, rows.Close())
-	rows, err = ce.raw.Query(`SELECT nodename || ':' || nodeport || ':' || result FROM run_command_on_workers(
+	require.NoError(t, rows.Close())
+	rows, err = raw.Query(`SELECT nodename || ':' || nodeport || ':' || result FROM run_command_on_workers(
   format($q$SELECT coalesce(string_agg(nspname, ','), '') FROM pg_namespace WHERE nspname LIKE %L$q$, $1::text))`, pattern)
-	require.NoError(ce.t, err)
+	require.NoError(t, err)
 	for rows.Next() {
 		var s string
-		require.NoError(ce.t, rows.Scan(&s))
+		require.NoError(t, rows.Scan(&s))
 		if !strings.HasSuffix(s, ":") {
 			left = append(left, s)
 		}
 	}
-	require.NoError(ce.t, rows.Close())
+	require.NoError(t, rows.Close())
 	return left
 }
 
-func (ce *citusEnv) cleanup() {
+// citusCleanup drops every tenant m knows, then every schema whose name
+// ends with shared (tenants the test named that way, then the shared schema
+// itself), and checks that none is left on any node.
+func citusCleanup(t testing.TB, raw *sql.DB, m *tenantplugin.Migrator, shared string) {
 	ctx := context.Background()
-	names, _ := ce.m.Tenants(ctx)
+	names, _ := m.Tenants(ctx)
 	for _, n := range names {
-		if err := ce.m.DropTenant(ctx, n); err != nil {
-			ce.t.Errorf("cleanup: drop tenant %s: %v", n, err)
+		if err := m.DropTenant(ctx, n); err != nil {
+			t.Errorf("cleanup: drop tenant %s: %v", n, err)
 		}
 	}
-	rows, err := ce.raw.Query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 ORDER BY nspname = $2, nspname`, "%"+ce.shared, ce.shared)
+	rows, err := raw.Query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 ORDER BY nspname = $2, nspname`, "%"+shared, shared)
 	if err != nil {
-		ce.t.Errorf("cleanup: %v", err)
+		t.Errorf("cleanup: %v", err)
 		return
 	}
 	var schemas []string
@@ -180,12 +190,12 @@ func (ce *citusEnv) cleanup() {
 	}
 	rows.Close()
 	for _, s := range schemas { // tenants first, the shared schema last
-		if _, err := ce.raw.Exec("DROP SCHEMA " + tenantplugin.QuoteIdentifier(s) + " CASCADE"); err != nil {
-			ce.t.Errorf("cleanup: drop schema %s: %v", s, err)
+		if _, err := raw.Exec("DROP SCHEMA " + tenantplugin.QuoteIdentifier(s) + " CASCADE"); err != nil {
+			t.Errorf("cleanup: drop schema %s: %v", s, err)
 		}
 	}
-	if left := ce.schemasLeft(); len(left) > 0 {
-		ce.t.Errorf("cleanup left schemas behind: %v", left)
+	if left := citusSchemasLeft(t, raw, shared); len(left) > 0 {
+		t.Errorf("cleanup left schemas behind: %v", left)
 	}
 }
 
@@ -896,4 +906,94 @@ func TestCitusMethodsOnPlainPostgreSQL(t *testing.T) {
 	require.ErrorIs(t, err, tenantplugin.ErrNotCitus)
 	_, err = e.m.TenantNode(ctx, name)
 	require.ErrorIs(t, err, tenantplugin.ErrNotCitus)
+}
+
+// TestCitusExampleApp runs the polls example through the coordinator: two
+// tenants on different workers, isolated over HTTP, and rows written
+// through a worker (IDs above 2^48) served by 64-bit IDs in JSON and URLs.
+func TestCitusExampleApp(t *testing.T) {
+	url := citusURL(t)
+	ctx := context.Background()
+	shared := fmt.Sprintf("cpolls%d_%s", citusN.Add(1), citusSuffix)
+	raw, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	db := openCitus(t, url, 8, "")
+	plugin := app.NewPlugin(tenantplugin.WithSharedSchema(shared))
+	require.NoError(t, db.Use(plugin))
+	m := plugin.Migrator()
+	t.Cleanup(func() { citusCleanup(t, raw, m, shared); raw.Close() })
+	_, err = m.Migrate(ctx)
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	q := app.NewQueue(db, plugin, log, 2)
+	a := &app.App{DB: db, Plugin: plugin, Jobs: q, Log: log}
+	s := &pollsServer{t: t, srv: httptest.NewServer(a.Handler()), app: a, p: plugin, m: m}
+	t.Cleanup(func() { s.srv.Close(); q.Close() })
+
+	n := citusN.Add(1)
+	thor, potter := fmt.Sprintf("thor%d_%s", n, shared), fmt.Sprintf("potter%d_%s", n, shared)
+	thorHost, potterHost := fmt.Sprintf("thor-%d-%s.example", n, citusSuffix), fmt.Sprintf("potter-%d-%s.example", n, citusSuffix)
+	require.NoError(t, m.CreateTenant(ctx, thor, thorHost))
+	require.NoError(t, m.CreateTenant(ctx, potter, potterHost))
+	thorNode, err := m.TenantNode(ctx, thor)
+	require.NoError(t, err)
+	potterNode, err := m.TenantNode(ctx, potter)
+	require.NoError(t, err)
+	if thorNode == potterNode {
+		var other string
+		require.NoError(t, raw.QueryRow(`SELECT node_name || ':' || node_port FROM citus_get_active_worker_nodes()
+ WHERE node_name || ':' || node_port <> $1 LIMIT 1`, thorNode).Scan(&other))
+		_, err := m.MoveTenant(ctx, potter, other)
+		require.NoError(t, err)
+		potterNode = other
+	}
+	require.NotEqual(t, thorNode, potterNode)
+
+	code, body := s.do("POST", thorHost, "/api/polls", `{"question":"Hammer?","choices":["Mjolnir","Stormbreaker"]}`)
+	require.Equal(t, http.StatusCreated, code, string(body))
+	var created apiPoll
+	require.NoError(t, json.Unmarshal(body, &created))
+	code, body = s.do("POST", thorHost, fmt.Sprintf("/api/polls/%d/votes", created.ID), fmt.Sprintf(`{"choice_id": %d}`, created.Choices[0].ID))
+	require.Equal(t, http.StatusCreated, code, string(body))
+	code, body = s.do("GET", potterHost, "/api/polls", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `[]`, string(body), "potter sees none of thor's polls")
+	code, _ = s.do("GET", potterHost, fmt.Sprintf("/api/polls/%d", created.ID), "")
+	assert.Equal(t, http.StatusNotFound, code)
+
+	// A poll written through thor's worker, as an app connected there would.
+	wurl, err := neturl.Parse(url)
+	require.NoError(t, err)
+	wurl.Host = thorNode
+	worker, err := sql.Open("pgx", wurl.String())
+	require.NoError(t, err)
+	defer worker.Close()
+	var pollID, choiceID int64
+	require.NoError(t, worker.QueryRow(`INSERT INTO `+tenantplugin.QuoteIdentifier(thor)+`.polls (question, created_at) VALUES ('From the worker?', now()) RETURNING id`).Scan(&pollID))
+	require.NoError(t, worker.QueryRow(`INSERT INTO `+tenantplugin.QuoteIdentifier(thor)+`.choices (poll_id, text) VALUES ($1, 'yes') RETURNING id`, pollID).Scan(&choiceID))
+	require.Greater(t, pollID, int64(1)<<48, "IDs of rows written through a worker start above 2^48")
+	code, body = s.do("GET", thorHost, fmt.Sprintf("/api/polls/%d", pollID), "")
+	require.Equal(t, http.StatusOK, code, string(body))
+	var got struct {
+		ID      int64 `json:"id"`
+		Choices []struct {
+			ID int64 `json:"id"`
+		} `json:"choices"`
+	}
+	require.NoError(t, json.Unmarshal(body, &got))
+	assert.Equal(t, pollID, got.ID)
+	require.Len(t, got.Choices, 1)
+	assert.Equal(t, choiceID, got.Choices[0].ID)
+	code, body = s.do("POST", thorHost, fmt.Sprintf("/api/polls/%d/votes", pollID), fmt.Sprintf(`{"choice_id": %d}`, choiceID))
+	require.Equal(t, http.StatusCreated, code, string(body))
+	assert.Contains(t, string(body), `"votes":1`)
+	code, _ = s.do("GET", potterHost, fmt.Sprintf("/api/polls/%d", pollID), "")
+	assert.Equal(t, http.StatusNotFound, code)
+
+	// The background job ran, through the coordinator, for thor.
+	q.Close()
+	var events []app.Event
+	require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, thor)).Find(&events).Error)
+	require.Len(t, events, 1)
+	assert.Equal(t, "Hammer?", events[0].Detail)
 }
