@@ -997,3 +997,180 @@ func TestCitusExampleApp(t *testing.T) {
 	require.Len(t, events, 1)
 	assert.Equal(t, "Hammer?", events[0].Detail)
 }
+
+// citusBench is a plugin-enabled pool with the polls example's models and n
+// tenants, on one server or on the Citus coordinator.
+type citusBench struct {
+	db    *gorm.DB
+	p     *tenantplugin.Plugin
+	names []string
+	ctxs  []context.Context
+}
+
+// newCitusBench migrates a shared schema of its own on url and creates n
+// tenants, each holding one poll. On Citus (citus) it removes them at
+// cleanup; the one-server side lives in the run's scratch database, dropped
+// at the end of the run.
+func newCitusBench(b *testing.B, url string, citus bool, n int) *citusBench {
+	b.Helper()
+	ctx := context.Background()
+	shared := fmt.Sprintf("cb%d_%s", citusN.Add(1), citusSuffix)
+	db := openCitus(b, url, 8, "")
+	p := app.NewPlugin(tenantplugin.WithSharedSchema(shared))
+	require.NoError(b, db.Use(p))
+	m := p.Migrator()
+	if citus {
+		raw, err := sql.Open("pgx", url)
+		require.NoError(b, err)
+		b.Cleanup(func() { citusCleanup(b, raw, m, shared); raw.Close() })
+	}
+	require.NoError(b, m.MigrateShared(ctx))
+	e := &citusBench{db: db, p: p}
+	for i := 0; i < n; i++ {
+		e.names = append(e.names, fmt.Sprintf("b%d_%s", i, shared))
+	}
+	if n > 0 {
+		rep, err := m.CreateTenants(ctx, e.names)
+		require.NoError(b, err)
+		require.Equal(b, n, rep.Migrated, rep.String())
+	}
+	for _, name := range e.names {
+		tctx := tenantplugin.WithTenant(ctx, name)
+		e.ctxs = append(e.ctxs, tctx)
+		require.NoError(b, db.WithContext(tctx).Create(&app.Poll{Question: "q of " + name}).Error)
+	}
+	return e
+}
+
+// BenchmarkCitus measures, in one run, the same work on one server
+// (DATABASE_URL, default 127.0.0.1:5432) and on the Citus coordinator
+// (TENANTPLUGIN_CITUS_URL; skipped without it), with the polls example's
+// models, and prints a table:
+//
+//   - create: tenants created one at a time (WithConcurrency(1)), ms/tenant;
+//   - migrate-up-to-date: MigrateTenants over N up-to-date tenants, ms/run;
+//   - migrate-new-column: one new migration adding a column to N tenants
+//     (default concurrency), ms/tenant;
+//   - read: one poll by primary key from tenant i mod N on one connection,
+//     after one warm-up pass over every tenant, µs/read (an op is 20 passes
+//     over every tenant).
+//
+// N is TENANTPLUGIN_BENCH_TENANTS (default 4). The README's figures:
+//
+//	TENANTPLUGIN_CITUS_URL='postgres://postgres@127.0.0.1:9700/citus_test?sslmode=disable' \
+//	TENANTPLUGIN_BENCH_TENANTS=100 go test -run '^$' -bench Citus -benchtime 1x ./integration_test
+func BenchmarkCitus(b *testing.B) {
+	curl := citusURL(b)
+	targets := []struct {
+		name  string
+		url   string
+		citus bool
+	}{{"server", server.URL, false}, {"citus", curl, true}}
+	ctx := context.Background()
+	figures := map[string]float64{}
+	record := func(b *testing.B, key string, v float64, unit string) {
+		b.ReportMetric(v, unit)
+		figures[key] = v
+	}
+	for _, n := range benchSizes(4) {
+		for _, tg := range targets {
+			b.Run(fmt.Sprintf("create/tenants=%d/%s", n, tg.name), func(b *testing.B) {
+				e := newCitusBench(b, tg.url, tg.citus, 0)
+				m := e.p.Migrator(tenantplugin.WithConcurrency(1))
+				_, err := m.CreateTenants(ctx, nil) // capture the DDL outside the timing
+				require.NoError(b, err)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					names := make([]string, n)
+					for j := range names {
+						names[j] = fmt.Sprintf("c%d_%d_%s", i, j, e.p.SharedSchema())
+					}
+					rep, err := m.CreateTenants(ctx, names)
+					must(b, err)
+					if rep.Migrated != n {
+						b.Fatal(rep)
+					}
+				}
+				record(b, fmt.Sprintf("create %d %s", n, tg.name), float64(b.Elapsed().Microseconds())/1000/float64(b.N*n), "ms/tenant")
+			})
+		}
+		for _, tg := range targets {
+			b.Run(fmt.Sprintf("migrate-up-to-date/tenants=%d/%s", n, tg.name), func(b *testing.B) {
+				e := newCitusBench(b, tg.url, tg.citus, n)
+				m := e.p.Migrator()
+				_, err := m.CreateTenants(ctx, nil) // capture the DDL (once per process) outside the timing
+				require.NoError(b, err)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					rep, err := m.MigrateTenants(ctx)
+					must(b, err)
+					if rep.UpToDate != n {
+						b.Fatal(rep)
+					}
+				}
+				record(b, fmt.Sprintf("uptodate %d %s", n, tg.name), float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/run")
+			})
+		}
+		for _, tg := range targets {
+			b.Run(fmt.Sprintf("migrate-new-column/tenants=%d/%s", n, tg.name), func(b *testing.B) {
+				col := &gormigrate.Migration{ID: "001_note", Migrate: func(tx *gorm.DB) error {
+					return tx.Exec("ALTER TABLE polls ADD COLUMN note text").Error
+				}}
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					e := newCitusBench(b, tg.url, tg.citus, n)
+					m := e.p.Migrator(tenantplugin.WithMigrations(col))
+					_, err := m.CreateTenants(ctx, nil) // capture outside the timing
+					require.NoError(b, err)
+					b.StartTimer()
+					rep, err := m.MigrateTenants(ctx)
+					must(b, err)
+					if rep.Migrated != n {
+						b.Fatal(rep)
+					}
+				}
+				record(b, fmt.Sprintf("newcol %d %s", n, tg.name), float64(b.Elapsed().Microseconds())/1000/float64(b.N*n), "ms/tenant")
+			})
+		}
+		for _, tg := range targets {
+			b.Run(fmt.Sprintf("read/tenants=%d/%s", n, tg.name), func(b *testing.B) {
+				e := newCitusBench(b, tg.url, tg.citus, n)
+				sqlDB, err := e.db.DB()
+				require.NoError(b, err)
+				sqlDB.SetMaxOpenConns(1)
+				for _, c := range e.ctxs { // warm-up: every tenant once
+					var p app.Poll
+					must(b, e.db.WithContext(c).Take(&p, 1).Error)
+				}
+				// One op is citusReadPasses passes over every tenant.
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					for j := 0; j < citusReadPasses*n; j++ {
+						var p app.Poll
+						must(b, e.db.WithContext(e.ctxs[j%n]).Take(&p, 1).Error)
+					}
+				}
+				record(b, fmt.Sprintf("read %d %s", n, tg.name), float64(b.Elapsed().Nanoseconds())/1000/float64(b.N*citusReadPasses*n), "µs/read")
+			})
+		}
+		row := func(label, key string) string {
+			s, c := figures[key+" server"], figures[key+" citus"]
+			ratio := "-"
+			if s > 0 {
+				ratio = fmt.Sprintf("%.1fx", c/s)
+			}
+			return fmt.Sprintf("| %s | %.1f | %.1f | %s |", label, s, c, ratio)
+		}
+		fmt.Printf("\n| %d tenants | one server | Citus (coordinator + workers) | Citus / server |\n|---|---:|---:|---:|\n%s\n%s\n%s\n%s",
+			n,
+			row("create a tenant, one at a time (ms/tenant)", fmt.Sprintf("create %d", n)),
+			row(fmt.Sprintf("migrate-all, %d up to date (ms/run)", n), fmt.Sprintf("uptodate %d", n)),
+			row(fmt.Sprintf("migrate-all, new column, %d tenants (ms/tenant)", n), fmt.Sprintf("newcol %d", n)),
+			row("round-robin read by primary key, one connection (µs/read)", fmt.Sprintf("read %d", n)))
+		fmt.Printf("\n\n")
+	}
+}
+
+// citusReadPasses is how many round-robin passes over every tenant one op
+// of BenchmarkCitus's read makes (20 x 100 tenants: 2,000 reads at 1x).
+const citusReadPasses = 20
