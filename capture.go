@@ -93,6 +93,16 @@ func (m *Migrator) captureDDL(ctx context.Context, citus bool) (*ddlPlan, error)
 	rec := &recorder{}
 	var shape []string
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		if citus {
+			// A plain scratch schema: a distributed one would take a
+			// colocation id, which Citus never gives back (its sequence
+			// ignores the rollback) and from which it places the next
+			// distributed schema (id modulo the number of workers), so every
+			// process that creates one tenant would put it on the same worker.
+			if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, citusShardingOff); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
 			return err
 		}

@@ -252,6 +252,10 @@ func citusTableKind(ctx context.Context, pool gorm.ConnPool, qualified string) (
 	return "distributed", nil
 }
 
+// citusShardingOff turns schema-based sharding off until the end of the
+// transaction.
+const citusShardingOff = "SELECT pg_catalog.set_config('citus.enable_schema_based_sharding', 'off', true)"
+
 // citusSharedSchema runs in MigrateShared's transaction, before the shared
 // schema is created: it turns schema-based sharding off for the rest of the
 // transaction (so that CREATE SCHEMA makes a plain schema, and nothing the
@@ -260,7 +264,7 @@ func citusTableKind(ctx context.Context, pool gorm.ConnPool, qualified string) (
 // schema, which would break every foreign key from tenants to it.
 func (p *Plugin) citusSharedSchema(tx *gorm.DB) error {
 	conn, ctx := tx.Statement.ConnPool, tx.Statement.Context
-	if _, err := conn.ExecContext(ctx, "SELECT pg_catalog.set_config('citus.enable_schema_based_sharding', 'off', true)"); err != nil {
+	if _, err := conn.ExecContext(ctx, citusShardingOff); err != nil {
 		return fmt.Errorf("turn schema-based sharding off for the shared schema: %w", err)
 	}
 	if p.sharedSchema == "public" {

@@ -387,14 +387,16 @@ func TestCitusCreateTenantBothPaths(t *testing.T) {
 }
 
 // TestCitusPlacementOnWorkers: tenants created one after another land on
-// more than one worker, each tenant whole on one.
+// more than one worker, each tenant whole on one, also when each is created
+// by a Migrator of its own (as by one "tenants create" process each, where
+// every Migrator captures the DDL anew).
 func TestCitusPlacementOnWorkers(t *testing.T) {
 	ce := newCitusEnv(t)
 	workers := ce.workers()
 	seen := map[string]int{}
 	for i := 0; i < 4; i++ {
 		tenant := ce.name("place")
-		require.NoError(t, ce.m.CreateTenant(context.Background(), tenant))
+		require.NoError(t, ce.p.Migrator().CreateTenant(context.Background(), tenant))
 		node := ce.node(tenant)
 		require.Contains(t, workers, node)
 		seen[node]++
