@@ -566,7 +566,42 @@ func TestCitusMigrateAllNewColumn(t *testing.T) {
 	rep, err = m.MigrateTenants(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, len(names), rep.UpToDate, rep.String())
+
+	// A changed model (a new field with an index): AutoMigrate in every
+	// tenant, through the coordinator, one statement at a time.
+	db2 := openCitus(t, ce.url, 4, "")
+	p2 := testPlugin(ce.shared, tenantplugin.WithTenantModels(&CitusNoteV2{}))
+	require.NoError(t, db2.Use(p2))
+	m2 := p2.Migrator(tenantplugin.WithMigrations(addNoteColumn("001_note")))
+	rep, err = m2.Migrate(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(names), rep.Migrated, rep.String())
+	for _, n := range names {
+		require.NoError(t, db2.WithContext(tenantplugin.WithTenant(ctx, n)).Create(&CitusNoteV2{Body: "v2", Code: "v2", Color: "red", Owner: n}).Error)
+		var colors []string
+		require.NoError(t, db2.WithContext(tenantplugin.WithTenant(ctx, n)).Model(&CitusNoteV2{}).Where("color = ?", "red").Pluck("color", &colors).Error)
+		assert.Equal(t, []string{"red"}, colors)
+		var idx int
+		require.NoError(t, ce.raw.QueryRow(`SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'idx_citus_notes_color'`, n).Scan(&idx))
+		assert.Equal(t, 1, idx, n)
+	}
+	rep, err = m2.MigrateTenants(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, len(names), rep.UpToDate, rep.String())
 }
+
+// CitusNoteV2 is CitusNote with a new indexed field.
+type CitusNoteV2 struct {
+	ID     uint   `gorm:"primaryKey"`
+	Body   string `gorm:"index"`
+	Code   string `gorm:"uniqueIndex"`
+	Color  string `gorm:"index"`
+	PlanID *uint
+	Plan   *Plan
+	Owner  string
+}
+
+func (CitusNoteV2) TableName() string { return "citus_notes" }
 
 // TestCitusDropTenant: the schema and its shards are gone from every node.
 func TestCitusDropTenant(t *testing.T) {
