@@ -348,8 +348,11 @@ func (m *Migrator) citusGate(ctx context.Context) error {
 	if !on {
 		return ErrNotCitus
 	}
-	if m.p.citus.major < 12 {
-		return fmt.Errorf("%w: schema-based sharding needs Citus 12.0 or newer, this is Citus %d", ErrNotCitus, m.p.citus.major)
+	m.p.citus.mu.Lock()
+	major := m.p.citus.major
+	m.p.citus.mu.Unlock()
+	if major < 12 {
+		return fmt.Errorf("%w: schema-based sharding needs Citus 12.0 or newer, this is Citus %d", ErrNotCitus, major)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func ExecScript(tx *gorm.DB, script string) error {
 		}
 		return nil
 	}
-	for i, s := range SplitScript(script) {
+	for i, s := range splitScript(script) {
 		if _, err := conn.ExecContext(ctx, s.SQL); err != nil {
 			return fmt.Errorf("tenantplugin: script: statement %d (line %d): %w", i+1, s.Line, err)
 		}
@@ -48,13 +48,13 @@ func ExecScript(tx *gorm.DB, script string) error {
 	return nil
 }
 
-// ScriptStatement is one statement of a script, as SplitScript found it.
-type ScriptStatement struct {
+// scriptStatement is one statement of a script, as splitScript found it.
+type scriptStatement struct {
 	SQL  string // the statement's text, without the terminating semicolon, trimmed
 	Line int    // the line (from 1) where it starts in the script
 }
 
-// SplitScript splits a SQL script into its statements at the semicolons
+// splitScript splits a SQL script into its statements at the semicolons
 // that end them, the way psql does: a semicolon inside a string ('...',
 // E'...' with backslash escapes), a quoted identifier ("..."), a dollar-quoted
 // string ($$...$$, $tag$...$tag$), a comment (-- to the end of the line, or
@@ -63,8 +63,8 @@ type ScriptStatement struct {
 // only blanks and comments are dropped. An unterminated quote or comment
 // runs to the end of the script, as one last statement that PostgreSQL will
 // report.
-func SplitScript(script string) []ScriptStatement {
-	var out []ScriptStatement
+func splitScript(script string) []scriptStatement {
+	var out []scriptStatement
 	sc := scriptScanner{src: script}
 	start, startLine, line := 0, 1, 1
 	// Per statement: whether it has anything but blanks and comments, its
@@ -80,7 +80,7 @@ func SplitScript(script string) []ScriptStatement {
 	emit := func(end int) {
 		text := strings.TrimSpace(script[start:end])
 		if content && text != "" {
-			out = append(out, ScriptStatement{SQL: text, Line: startLine})
+			out = append(out, scriptStatement{SQL: text, Line: startLine})
 		}
 		content, words, parens, atomicDepth, prevWord = false, nil, 0, 0, ""
 	}
@@ -157,7 +157,7 @@ const (
 	tokClose
 )
 
-// scriptScanner cuts a script into the tokens SplitScript needs.
+// scriptScanner cuts a script into the tokens splitScript needs.
 type scriptScanner struct {
 	src string
 	pos int

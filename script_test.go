@@ -8,7 +8,7 @@ import (
 
 func splitTexts(script string) []string {
 	var out []string
-	for _, s := range SplitScript(script) {
+	for _, s := range splitScript(script) {
 		out = append(out, s.SQL)
 	}
 	return out
@@ -42,10 +42,10 @@ func TestSplitScript(t *testing.T) {
 	}
 	for _, c := range cases {
 		if got := splitTexts(c.script); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("SplitScript(%q)\n got %q\nwant %q", c.script, got, c.want)
+			t.Errorf("splitScript(%q)\n got %q\nwant %q", c.script, got, c.want)
 		}
 	}
-	lines := SplitScript("\n-- header\nSELECT 1;\n\nSELECT\n2; SELECT 3")
+	lines := splitScript("\n-- header\nSELECT 1;\n\nSELECT\n2; SELECT 3")
 	if len(lines) != 3 || lines[0].Line != 3 || lines[1].Line != 5 || lines[2].Line != 6 {
 		t.Errorf("lines: %+v", lines)
 	}
@@ -60,7 +60,7 @@ func FuzzSplitScript(f *testing.F) {
 		f.Add(s, "SELECT 'a;b'")
 	}
 	f.Fuzz(func(t *testing.T, script, other string) {
-		stmts := SplitScript(script)
+		stmts := splitScript(script)
 		at := 0
 		for _, s := range stmts {
 			if strings.TrimSpace(s.SQL) == "" {
@@ -71,7 +71,7 @@ func FuzzSplitScript(f *testing.F) {
 				t.Fatalf("statement %q is not a piece of %q after offset %d", s.SQL, script, at)
 			}
 			at += i + len(s.SQL)
-			again := SplitScript(s.SQL)
+			again := splitScript(s.SQL)
 			if len(again) != 1 || again[0].SQL != s.SQL {
 				// A statement ending in an open comment or quote swallows
 				// nothing more when split again; anything else must be whole.
@@ -93,15 +93,15 @@ func FuzzSplitScript(f *testing.F) {
 // stmtOf returns s's first statement when it is terminated properly and
 // ends in no comment (so it can be joined to another), or "".
 func stmtOf(s string) string {
-	st := SplitScript(s)
+	st := splitScript(s)
 	if len(st) == 0 {
 		return ""
 	}
 	x := st[0].SQL
-	if again := SplitScript(x + ";"); len(again) != 1 || again[0].SQL != x {
+	if again := splitScript(x + ";"); len(again) != 1 || again[0].SQL != x {
 		return ""
 	}
-	if again := SplitScript(x + ";SELECT 1"); len(again) != 2 || again[0].SQL != x || again[1].SQL != "SELECT 1" {
+	if again := splitScript(x + ";SELECT 1"); len(again) != 2 || again[0].SQL != x || again[1].SQL != "SELECT 1" {
 		return ""
 	}
 	return x
