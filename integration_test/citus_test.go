@@ -206,8 +206,8 @@ func (ce *citusEnv) node(tenant string) string {
 	node, err := ce.m.TenantNode(context.Background(), tenant)
 	require.NoError(ce.t, err)
 	var nodes []string
-	rows, err := ce.raw.Query(`SELECT DISTINCT nodename || ':' || nodeport FROM pg_catalog.citus_shards
- WHERE citus_table_type = 'schema' AND table_name::text LIKE $1`, tenant+".%")
+	rows, err := ce.raw.Query(`SELECT DISTINCT s.nodename || ':' || s.nodeport FROM pg_catalog.citus_shards s
+  JOIN pg_class c ON c.oid = s.table_name WHERE s.citus_table_type = 'schema' AND c.relnamespace = $1::regnamespace`, tenantplugin.QuoteIdentifier(tenant))
 	require.NoError(ce.t, err)
 	for rows.Next() {
 		var s string
@@ -348,8 +348,12 @@ func TestCitusSharedSchemaUndistributed(t *testing.T) {
 // table on one worker, with the same catalog.
 func TestCitusCreateTenantBothPaths(t *testing.T) {
 	migs := []*gormigrate.Migration{addNoteColumn("001_note")}
-	ce := newCitusEnv(t, tenantplugin.WithMigrations(migs...))
-	slow := ce.p.Migrator(tenantplugin.WithMigrations(migs...), tenantplugin.WithAutoMigrateCreate())
+	seed := tenantplugin.WithSeed(func(tx *gorm.DB) error {
+		name, _ := tenantplugin.FromContext(tx.Statement.Context)
+		return tx.Create(&Tag{Name: "seeded", Owner: name}).Error
+	})
+	ce := newCitusEnv(t, tenantplugin.WithMigrations(migs...), seed)
+	slow := ce.p.Migrator(tenantplugin.WithMigrations(migs...), seed, tenantplugin.WithAutoMigrateCreate())
 	ctx := context.Background()
 	fast, auto := ce.name("fast"), ce.name("auto")
 	require.NoError(t, ce.m.CreateTenant(ctx, fast, fast+".example"))
@@ -359,17 +363,19 @@ func TestCitusCreateTenantBothPaths(t *testing.T) {
 		require.True(t, ce.distributed(tenant), tenant)
 		assert.NotEmpty(t, ce.node(tenant), tenant)
 		var tables []string
-		rows, err := ce.raw.Query(`SELECT table_name::text FROM public.citus_tables WHERE citus_table_type = 'schema' AND table_name::text LIKE $1 ORDER BY 1`, tenant+".%")
+		rows, err := ce.raw.Query(`SELECT c.relname::text FROM public.citus_tables t JOIN pg_class c ON c.oid = t.table_name
+ WHERE t.citus_table_type = 'schema' AND c.relnamespace = $1::regnamespace ORDER BY 1`, tenantplugin.QuoteIdentifier(tenant))
 		require.NoError(t, err)
 		for rows.Next() {
 			var s string
 			require.NoError(t, rows.Scan(&s))
-			tables = append(tables, strings.TrimPrefix(s, tenant+"."))
+			tables = append(tables, s)
 		}
 		require.NoError(t, rows.Close())
 		want := append(append([]string{}, citusTenantTables...), "tenantplugin_migrations")
 		sort.Strings(want)
 		assert.Equal(t, want, tables, "every tenant table is a table of the distributed schema")
+		assert.Equal(t, []string{tenant}, ce.owners(tenant, "tags"), "seeded in its creation transaction")
 		st, err := ce.m.MigrateTenant(ctx, tenant)
 		require.NoError(t, err)
 		assert.Equal(t, tenantplugin.StateUpToDate, st)
@@ -614,7 +620,8 @@ func TestCitusDropTenant(t *testing.T) {
 	require.NoError(t, ce.m.DropTenant(ctx, tenant))
 	assert.False(t, ce.schemaExists(tenant))
 	var shards int
-	require.NoError(t, ce.raw.QueryRow(`SELECT count(*) FROM pg_catalog.citus_shards WHERE table_name::text LIKE $1`, tenant+".%").Scan(&shards))
+	require.NoError(t, ce.raw.QueryRow(`SELECT count(*) FROM pg_catalog.citus_shards WHERE table_name::text LIKE $1 OR table_name::text LIKE $2`,
+		tenant+".%", `"`+tenant+`".%`).Scan(&shards))
 	assert.Zero(t, shards)
 	var onWorkers string
 	require.NoError(t, ce.raw.QueryRow(`SELECT string_agg(result, ',') FROM run_command_on_workers(
@@ -687,7 +694,7 @@ func TestCitusDistributeAndMove(t *testing.T) {
 	// The commands.
 	var out bytes.Buffer
 	cmds := &tenantcmd.Commands{Migrator: ce.m, Out: &out}
-	local2 := ce.name("local")
+	local2 := ce.name("local-two")
 	require.NoError(t, offM.CreateTenant(ctx, local2))
 	require.False(t, ce.distributed(local2))
 	require.NoError(t, cmds.Run(ctx, []string{"tenants", "distribute"}))
@@ -712,7 +719,7 @@ func TestCitusIsolationAcrossWorkers(t *testing.T) {
 	ce := newCitusEnv(t)
 	ctx := context.Background()
 	workers := ce.workers()
-	a, b := ce.name("iso"), ce.name("iso")
+	a, b := ce.name("iso"), ce.name("iso-hyphen") // names may hold hyphens
 	require.NoError(t, ce.m.CreateTenant(ctx, a))
 	require.NoError(t, ce.m.CreateTenant(ctx, b))
 	if ce.node(a) == ce.node(b) { // make sure they are apart
@@ -801,7 +808,7 @@ INSERT INTO notes (body) VALUES ('semi;colon'), ($$dollar; quoted$$), (current_s
 		var bodies []string
 		require.NoError(t, ce.as(tenant).Raw("SELECT body FROM notes ORDER BY id").Scan(&bodies).Error)
 		assert.Equal(t, []string{"semi;colon", "dollar; quoted", tenant}, bodies)
-		assert.Equal(t, "schema", ce.tableKind(tenant+".notes"))
+		assert.Equal(t, "schema", ce.tableKind(tenantplugin.QuoteIdentifier(tenant)+".notes"))
 	}
 	// A failing statement is named, and the tenant's transaction rolls back.
 	err := ce.p.RunInTenant(ctx, a, func(tx *gorm.DB) error {
