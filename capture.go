@@ -23,7 +23,8 @@ import (
 // migrated under the same fingerprint needs no work.
 type ddlPlan struct {
 	// stmts run in order; consecutive statements without arguments are
-	// joined into one script (one round trip over the simple protocol).
+	// joined into one script (one round trip over the simple protocol),
+	// except on Citus, where each runs on its own (see captureDDL).
 	stmts       []capStm
 	fingerprint string
 }
@@ -52,7 +53,16 @@ func (m *Migrator) ddl(ctx context.Context) (*ddlPlan, error) {
 	if err := m.checkMigrationIDs(); err != nil {
 		return nil, err
 	}
-	plan, err := m.captureDDL(ctx)
+	citus, err := m.p.onCitus(ctx, m.p.rootPool)
+	if err != nil {
+		return nil, err
+	}
+	if citus {
+		if err := m.p.citusTenantChecks(ctx); err != nil {
+			return nil, err
+		}
+	}
+	plan, err := m.captureDDL(ctx, citus)
 	if err != nil {
 		return nil, fmt.Errorf("tenantplugin: capture of the tenant model set: %w", err)
 	}
@@ -62,7 +72,16 @@ func (m *Migrator) ddl(ctx context.Context) (*ddlPlan, error) {
 
 var errCaptured = errors.New("captured")
 
-func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
+// captureDDL runs AutoMigrate of the tenant models in a scratch schema and
+// records the DDL. The replayed form depends on the server: on plain
+// PostgreSQL consecutive statements without arguments are joined into one
+// script (one round trip); on a Citus coordinator (citus) every statement is
+// sent on its own, because Citus forwards a multi-statement string to the
+// worker holding the tenant's schema, which refuses one containing
+// CREATE INDEX or ALTER TABLE ("cannot insert multiple commands into a
+// prepared statement"). Citus's own work per CREATE TABLE (creating the shard
+// on a worker) dwarfs the round trips saved by joining.
+func (m *Migrator) captureDDL(ctx context.Context, citus bool) (*ddlPlan, error) {
 	p := m.p
 	var rnd [6]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -74,6 +93,16 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	rec := &recorder{}
 	var shape []string
 	err := p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		if citus {
+			// A plain scratch schema: a distributed one would take a
+			// colocation id, which Citus never gives back (its sequence
+			// ignores the rollback) and from which it places the next
+			// distributed schema (id modulo the number of workers), so every
+			// process that creates one tenant would put it on the same worker.
+			if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, citusShardingOff); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
 			return err
 		}
@@ -102,6 +131,10 @@ func (m *Migrator) captureDDL(ctx context.Context) (*ddlPlan, error) {
 	for _, s := range rec.stmts {
 		if strings.Contains(s.sql, scratch) {
 			return nil, fmt.Errorf("captured DDL names the scratch schema: %s", s.sql)
+		}
+		if citus {
+			plan.stmts = append(plan.stmts, s)
+			continue
 		}
 		if len(s.vars) == 0 {
 			script.WriteString(s.sql)

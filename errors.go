@@ -40,6 +40,13 @@ var (
 	// ErrMalformedHost is returned for a host name that is not a well-formed
 	// DNS name or IP literal (see tenanthttp.NormalizeHost).
 	ErrMalformedHost = errors.New("tenantplugin: malformed host")
+	// ErrNotCitus is returned by the Citus methods (DistributeTenants,
+	// MoveTenant, TenantNode) when the database is not a Citus coordinator
+	// with schema-based sharding (Citus 12.0 or newer).
+	ErrNotCitus = errors.New("tenantplugin: not a Citus coordinator (the citus extension is not installed in this database)")
+	// ErrCitusUnsupported is matched by every *CitusError: a model shape or
+	// option Citus cannot support.
+	ErrCitusUnsupported = errors.New("tenantplugin: not supported on Citus")
 )
 
 // NameError is returned for a tenant name that fails validation. It matches
@@ -168,6 +175,38 @@ func (e *DependencyError) Error() string {
 
 // Is makes errors.Is(err, ErrDependentObjects) hold.
 func (e *DependencyError) Is(target error) bool { return target == ErrDependentObjects }
+
+// CitusError is returned on a Citus coordinator, at start-up (MigrateShared,
+// and the first tenant creation or migration), for what Citus cannot
+// support: WithTenantRoles, a shared table that tenant tables reference but
+// that cannot be a reference table, a connection to a worker instead of the
+// coordinator. It names the model and table when one is at fault, and says
+// why. It matches ErrCitusUnsupported; Err, when set, is the database error.
+type CitusError struct {
+	Model  string // Go type name of the model at fault, if any
+	Table  string // its table
+	Reason string
+	Err    error
+}
+
+// Error implements error.
+func (e *CitusError) Error() string {
+	msg := "tenantplugin: Citus: "
+	if e.Model != "" {
+		msg += fmt.Sprintf("model %s (table %s): ", e.Model, e.Table)
+	}
+	msg += e.Reason
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrCitusUnsupported) hold.
+func (e *CitusError) Is(target error) bool { return target == ErrCitusUnsupported }
+
+// Unwrap gives errors.Is and errors.As the database error.
+func (e *CitusError) Unwrap() error { return e.Err }
 
 // RunError is returned when some tenants of a run failed or were skipped. It
 // unwraps to each failure (each a *TenantError naming its tenant) and to the

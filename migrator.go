@@ -178,7 +178,10 @@ func (m *Migrator) workers() int {
 // MigrateShared creates the shared schema if needed, AutoMigrates the
 // library's registry tables and the shared models, then runs the shared
 // gormigrate migrations: all in one transaction under the shared schema's
-// advisory lock.
+// advisory lock. On a Citus coordinator (detected here, once per Plugin) it
+// also keeps the shared schema a plain schema and makes the registry tables
+// and the shared tables tenant tables reference Citus reference tables (see
+// citus.go); what Citus cannot support gives a *CitusError.
 func (m *Migrator) MigrateShared(ctx context.Context) error {
 	if err := m.p.registered(); err != nil {
 		return err
@@ -191,6 +194,18 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 		}
 		if err := p.checkSharedSchemaIsNoTenant(tx.Statement.Context, tx.Statement.ConnPool); err != nil {
 			return err
+		}
+		citus, err := p.onCitus(tx.Statement.Context, tx.Statement.ConnPool)
+		if err != nil {
+			return err
+		}
+		if citus {
+			if err := p.checkCitusOptions(); err != nil {
+				return err
+			}
+			if err := p.citusSharedSchema(tx); err != nil {
+				return err
+			}
 		}
 		if p.sharedSchema != "public" {
 			if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA IF NOT EXISTS "+p.sharedQuoted); err != nil {
@@ -212,6 +227,9 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 			if err := p.checkShadows(tx); err != nil {
 				return err
 			}
+		}
+		if citus {
+			return p.citusReferences(tx)
 		}
 		if p.roles {
 			return p.setupSharedAccess(tx)

@@ -28,6 +28,8 @@ type Plugin struct {
 
 	dirOnce sync.Once
 	dir     *Directory
+
+	citus citusState // Citus or plain PostgreSQL, detected once (citus.go)
 }
 
 // Option configures a Plugin.

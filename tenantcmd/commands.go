@@ -28,6 +28,8 @@ import (
 //	tenants add-domain NAME HOST
 //	tenants sql FILE (--tenant NAME | --all)  run a SQL file in each tenant
 //	tenants run FUNC (--tenant NAME | --all)  run one of Funcs in each tenant
+//	tenants distribute [NAME]...              Citus: distribute tenant schemas
+//	tenants move NAME --node HOST:PORT        Citus: move a tenant to a worker
 //
 // Give the Migrator tenantplugin.WithProgress(tenantplugin.SlogProgress(logger))
 // to see progress.
@@ -52,7 +54,9 @@ const Usage = `commands:
   tenants domains NAME
   tenants add-domain NAME HOST
   tenants sql FILE (--tenant NAME | --all)
-  tenants run FUNC (--tenant NAME | --all)`
+  tenants run FUNC (--tenant NAME | --all)
+  tenants distribute [NAME]...
+  tenants move NAME --node HOST:PORT`
 
 // Run executes one command line (without the program name).
 func (c *Commands) Run(ctx context.Context, args []string) error {
@@ -83,7 +87,7 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 	if args[0] != "tenants" {
 		return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
 	}
-	pos, flags, err := parseFlags(args[2:], map[string]bool{"domain": true, "tenant": true, "all": false})
+	pos, flags, err := parseFlags(args[2:], map[string]bool{"domain": true, "tenant": true, "all": false, "node": true})
 	if err != nil {
 		return err
 	}
@@ -162,6 +166,8 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 			}
 		}
 		return c.eachTarget(ctx, out, flags, fn)
+	case "distribute", "move":
+		return c.citus(ctx, out, args[1], pos, flags) // citus.go
 	}
 	return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, strings.Join(args, " "), Usage)
 }

@@ -7,7 +7,10 @@
 //	go run ./examples/polls report      # a job run for every tenant
 //
 // Every command reads DATABASE_URL (default: the local server's
-// tenantplugin_demo database, created if missing).
+// tenantplugin_demo database, created if missing). It may name a database on
+// a Citus coordinator: tenants are then spread over the workers, and
+// "tenants distribute" and "tenants move NAME --node HOST:PORT" place them
+// (see the README, Scaling out on Citus).
 package main
 
 import (

@@ -18,9 +18,11 @@ import (
 )
 
 // Poll, Choice, Vote and Event are tenant models: every tenant schema has
-// its own copy of their tables.
+// its own copy of their tables. IDs are 64-bit everywhere (models, JSON,
+// URLs): on a Citus cluster, rows written through a worker get IDs above
+// 2^48 from their bigserial columns.
 type Poll struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
+	ID        int64     `gorm:"primaryKey" json:"id"`
 	Question  string    `gorm:"not null" json:"question"`
 	CreatedAt time.Time `json:"-"`
 	Choices   []Choice  `json:"choices"`
@@ -28,23 +30,23 @@ type Poll struct {
 
 // Choice is one answer of a poll; Votes counts the votes cast for it.
 type Choice struct {
-	ID     uint   `gorm:"primaryKey" json:"id"`
-	PollID uint   `gorm:"not null;index" json:"-"`
+	ID     int64  `gorm:"primaryKey" json:"id"`
+	PollID int64  `gorm:"not null;index" json:"-"`
 	Text   string `gorm:"not null" json:"text"`
 	Votes  int    `gorm:"not null;default:0" json:"votes"`
 }
 
 // Vote is one vote cast.
 type Vote struct {
-	ID        uint `gorm:"primaryKey"`
-	ChoiceID  uint `gorm:"not null;index"`
+	ID        int64 `gorm:"primaryKey"`
+	ChoiceID  int64 `gorm:"not null;index"`
 	Choice    *Choice
 	CreatedAt time.Time
 }
 
 // Event is written by background jobs, so that their work can be seen.
 type Event struct {
-	ID        uint      `gorm:"primaryKey" json:"id"`
+	ID        int64     `gorm:"primaryKey" json:"id"`
 	Kind      string    `gorm:"not null" json:"kind"`
 	Detail    string    `json:"detail"`
 	CreatedAt time.Time `json:"created_at"`
@@ -164,9 +166,10 @@ func (a *App) createPoll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, p)
 }
 
-func pollID(r *http.Request) (uint, bool) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 32)
-	return uint(id), err == nil && id > 0
+// pollID parses the {id} of the URL as a positive 64-bit integer.
+func pollID(r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	return id, err == nil && id > 0
 }
 
 func (a *App) getPoll(w http.ResponseWriter, r *http.Request) {
@@ -190,9 +193,9 @@ func (a *App) vote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in struct {
-		ChoiceID uint `json:"choice_id"`
+		ChoiceID int64 `json:"choice_id"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<12)).Decode(&in); err != nil || in.ChoiceID == 0 {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<12)).Decode(&in); err != nil || in.ChoiceID <= 0 {
 		writeError(w, http.StatusBadRequest, "bad JSON: want {\"choice_id\": N}")
 		return
 	}

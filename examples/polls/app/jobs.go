@@ -17,7 +17,7 @@ import (
 type Job struct {
 	Tenant string `json:"tenant"`
 	Kind   string `json:"kind"`
-	PollID uint   `json:"poll_id,omitempty"`
+	PollID int64  `json:"poll_id,omitempty"`
 }
 
 // Queue is a small in-process job queue: payloads are serialized to JSON on
