@@ -44,7 +44,7 @@ func (c *Commands) runTenantCommand(ctx context.Context, out io.Writer, cmd stri
 			return err
 		}
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TENANT\tTABLES\tROWS (EST.)\tTABLE\tINDEXES\tTOTAL\t")
+		fmt.Fprintln(tw, "TENANT\tTABLES\tROWS (EST.)\tTABLE\tINDEXES\tTOTAL")
 		var total int64
 		unanalyzed := false
 		for _, s := range stats {
@@ -53,7 +53,7 @@ func (c *Commands) runTenantCommand(ctx context.Context, out io.Writer, cmd stri
 				rows += "*"
 				unanalyzed = true
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", s.Tenant, s.Tables, rows,
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.Tenant, s.Tables, rows,
 				formatBytes(s.TableBytes), formatBytes(s.IndexBytes), formatBytes(s.TotalBytes()))
 			total += s.TotalBytes()
 		}
