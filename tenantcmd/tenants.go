@@ -62,7 +62,7 @@ func (c *Commands) runTenantCommand(ctx context.Context, out io.Writer, cmd stri
 		}
 		fmt.Fprintf(out, "%d tenants, %s in all, largest first\n", len(stats), formatBytes(total))
 		if unanalyzed {
-			fmt.Fprintln(out, "* some tables were never analyzed: their rows are not in the estimate (ANALYZE, or wait for autovacuum)")
+			fmt.Fprintln(out, "* some tables were never vacuumed or analyzed: their rows and pages are not in the estimates (ANALYZE, or wait for autovacuum)")
 		}
 		return nil
 	}
