@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // CloneTenant creates tenant to with the tables and rows of tenant from:
@@ -26,7 +24,9 @@ import (
 //     table order and cycles do not matter; identity columns keep their
 //     values);
 //  3. every sequence of to is set to the state of from's sequence of the
-//     same name (setval), so new rows continue after the copied ones;
+//     same name (setval), so new rows continue after the copied ones; the
+//     WithSeed functions do not run: the template's rows, its own seeded
+//     rows included, are the clone's;
 //  4. to is recorded with the current fingerprint: MigrateTenants finds it
 //     up to date.
 //
@@ -36,7 +36,8 @@ import (
 // is read in one statement (one snapshot); writes to it during the clone
 // are not blocked.
 //
-// Errors: an invalid name gives ErrInvalidTenantName, from not registered or
+// Errors: an invalid name (or to named after the login role, as with
+// CreateTenant) gives ErrInvalidTenantName, from not registered or
 // without schema ErrUnknownTenant, to already registered (or its schema
 // existing) ErrTenantExists, a malformed domain ErrMalformedHost; other
 // failures come as a *TenantError naming to. Nothing of to remains after an
@@ -68,7 +69,8 @@ func (m *Migrator) CloneTenant(ctx context.Context, from, to string, domains ...
 	}
 	err = m.cloneTenant(ctx, from, to, plan, hosts)
 	m.p.Directory().Invalidate()
-	if err != nil && !errors.Is(err, ErrTenantExists) && !errors.Is(err, ErrUnknownTenant) && !errors.Is(err, ErrNotUpToDate) {
+	if err != nil && !errors.Is(err, ErrTenantExists) && !errors.Is(err, ErrUnknownTenant) &&
+		!errors.Is(err, ErrNotUpToDate) && !errors.Is(err, ErrInvalidTenantName) {
 		var te *TenantError
 		if !errors.As(err, &te) {
 			err = &TenantError{Tenant: to, Op: "clone from " + from, Err: err}
@@ -79,56 +81,20 @@ func (m *Migrator) CloneTenant(ctx context.Context, from, to string, domains ...
 
 func (m *Migrator) cloneTenant(ctx context.Context, from, to string, plan *ddlPlan, hosts []string) error {
 	p := m.p
-	v := newTenantValue(to)
-	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+	before := func(tx *gorm.DB) error {
 		if err := lockTenants(tx, from, to); err != nil {
 			return err
 		}
-		if err := p.checkTemplate(tx, from, plan); err != nil {
-			return err
-		}
-		// From here on as CreateTenant does, then the copy.
-		res := tx.WithContext(SharedOnly(ctx)).Clauses(clause.OnConflict{DoNothing: true}).
-			Create(&TenantRecord{Name: to})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return fmt.Errorf("%w: %q", ErrTenantExists, to)
-		}
-		for _, h := range hosts {
-			if err := tx.WithContext(SharedOnly(ctx)).Create(&TenantDomain{Host: h, Tenant: to}).Error; err != nil {
-				return fmt.Errorf("domain %q: %w", h, err)
-			}
-		}
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, "CREATE SCHEMA "+v.quoted); err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "42P06" { // duplicate_schema
-				return fmt.Errorf("%w: schema %s exists but is not registered", ErrTenantExists, v.quoted)
-			}
-			return err
-		}
-		if err := p.setPath(tx, v); err != nil {
-			return err
-		}
-		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
-		tables := replayTables
-		if m.slowCreate {
-			tables = autoMigrateTables
-		}
-		if err := m.steps(ttx, plan, tables); err != nil {
-			return err
-		}
-		if err := copyTenantData(tx, from, to); err != nil {
+		return p.checkTemplate(tx, from, plan)
+	}
+	fill := func(ttx *gorm.DB) error {
+		if err := copyTenantData(ttx, from, to); err != nil {
 			return fmt.Errorf("copy rows: %w", err)
 		}
-		if p.roles {
-			if err := p.setupTenantRole(tx, v); err != nil {
-				return err
-			}
-		}
-		return markMigrated(ttx, to, plan.fingerprint)
-	})
+		return nil
+	}
+	// As CreateTenant creates a tenant, with the copy in place of the seeds.
+	return m.createTenantWith(ctx, to, plan, hosts, before, fill)
 }
 
 // checkTemplate makes sure from is registered, has its schema and is up to

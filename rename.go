@@ -2,6 +2,7 @@ package tenantplugin
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sort"
@@ -20,16 +21,16 @@ import (
 //     whose foreign key references the registry's name column (your
 //     per-tenant subscriptions, say), all in one statement so that foreign
 //     keys are checked once, at its end;
-//   - with WithTenantRoles, the tenant's role (RoleName(oldName) becomes
-//     RoleName(newName); its grants follow it), or a new role when the
-//     tenant had none;
+//   - with WithTenantRoles, the tenant's role (its RoleName for oldName
+//     becomes its RoleName for newName; its grants follow it, its comment
+//     names the new tenant), or a new role when the tenant had none;
 //
 // and then clears this process's Directory cache (other processes see the
 // new name when their entries expire). The fingerprint and the migration
 // bookkeeping move with the schema, so the tenant stays up to date.
 //
 // newName passes the checks of a new tenant (ValidateName, not the shared
-// schema). Errors, each leaving everything as it was: an invalid name gives
+// schema, not the login role's name). Errors, each leaving everything as it was: an invalid name gives
 // ErrInvalidTenantName (a *NameError), an oldName that is not registered or
 // has no schema ErrUnknownTenant (a *UnknownTenantError), a newName already
 // registered, or naming an existing schema or (with tenant roles) an existing
@@ -73,7 +74,7 @@ func (m *Migrator) RenameTenant(ctx context.Context, oldName, newName string) er
 		return nil
 	})
 	p.Directory().Invalidate()
-	if err != nil && !errors.Is(err, ErrUnknownTenant) && !errors.Is(err, ErrTenantExists) {
+	if err != nil && !errors.Is(err, ErrUnknownTenant) && !errors.Is(err, ErrTenantExists) && !errors.Is(err, ErrInvalidTenantName) {
 		return &TenantError{Tenant: oldName, Op: "rename to " + newName, Err: err}
 	}
 	return err
@@ -97,8 +98,9 @@ func lockTenants(tx *gorm.DB, names ...string) error {
 
 // checkRename refuses a rename that cannot succeed, before anything is
 // changed: oldName must be registered with a schema; newName must be free
-// in the registry, among schemas and (with tenant roles) among roles. One
-// round trip.
+// in the registry, among schemas and (with tenant roles) among roles, and
+// must not be the login role's name (as CreateTenant refuses it). One round
+// trip.
 func (p *Plugin) checkRename(tx *gorm.DB, oldName, newName string) error {
 	registry := p.sharedQuoted + "." + QuoteIdentifier(TenantRecord{}.TableName())
 	q := `SELECT
@@ -106,10 +108,12 @@ func (p *Plugin) checkRename(tx *gorm.DB, oldName, newName string) error {
   EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1),
   EXISTS (SELECT 1 FROM ` + registry + ` WHERE name = $2),
   EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $2),
-  EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3)`
+  EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $3),
+  session_user, current_user`
 	var oldReg, oldSchema, newReg, newSchema, newRole bool
-	row := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context, q, oldName, newName, RoleName(newName))
-	if err := row.Scan(&oldReg, &oldSchema, &newReg, &newSchema, &newRole); err != nil {
+	var sessionUser, currentUser string
+	row := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context, q, oldName, newName, p.roleName(newName))
+	if err := row.Scan(&oldReg, &oldSchema, &newReg, &newSchema, &newRole, &sessionUser, &currentUser); err != nil {
 		return err
 	}
 	switch {
@@ -117,12 +121,14 @@ func (p *Plugin) checkRename(tx *gorm.DB, oldName, newName string) error {
 		return notRegistered(oldName)
 	case !oldSchema:
 		return &UnknownTenantError{Tenant: oldName}
+	case newName == sessionUser || newName == currentUser:
+		return &NameError{Name: newName, Reason: "it is the name of the role the application connects as; the default search_path (\"$user\", public) would resolve unrouted SQL to this tenant's tables"}
 	case newReg:
 		return fmt.Errorf("%w: %q is registered", ErrTenantExists, newName)
 	case newSchema:
 		return fmt.Errorf("%w: schema %s exists but is not registered", ErrTenantExists, QuoteIdentifier(newName))
 	case p.roles && newRole:
-		return fmt.Errorf("%w: role %s exists (roles are shared by every database of the cluster)", ErrTenantExists, QuoteIdentifier(RoleName(newName)))
+		return fmt.Errorf("%w: role %s exists (roles are shared by every database of the cluster)", ErrTenantExists, QuoteIdentifier(p.roleName(newName)))
 	}
 	return nil
 }
@@ -177,17 +183,25 @@ SELECT n.nspname, c.relname, a.attname
 	return nil
 }
 
-// renameTenantRole renames the tenant's role (grants are kept by OID), or
-// creates one for a tenant created before tenant roles were turned on.
+// renameTenantRole renames the tenant's role (grants are kept by OID) and
+// records in its comment the tenant it now serves, or creates a role for a
+// tenant created before tenant roles were turned on. A role of the old name
+// that serves anything else is an error, never renamed.
 func (p *Plugin) renameTenantRole(tx *gorm.DB, oldName, newName string) error {
-	var exists bool
+	oldRole, newRole := p.roleName(oldName), p.roleName(newName)
+	var comment sql.NullString
 	row := tx.Statement.ConnPool.QueryRowContext(tx.Statement.Context,
-		"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", RoleName(oldName))
-	if err := row.Scan(&exists); err != nil {
+		"SELECT pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname = $1", oldRole)
+	switch err := row.Scan(&comment); {
+	case errors.Is(err, sql.ErrNoRows):
+		return p.setupTenantRole(tx, newTenantValue(newName))
+	case err != nil:
 		return err
 	}
-	if !exists {
-		return p.setupTenantRole(tx, newTenantValue(newName))
+	if want := "tenantplugin: " + p.tenantRoleServes(oldName); comment.String != want {
+		return fmt.Errorf("role %s does not serve tenant %q (its comment: %q)", QuoteIdentifier(oldRole), oldName, comment.String)
 	}
-	return execAll(tx, "ALTER ROLE "+QuoteIdentifier(RoleName(oldName))+" RENAME TO "+QuoteIdentifier(RoleName(newName)))
+	return execAll(tx,
+		"ALTER ROLE "+QuoteIdentifier(oldRole)+" RENAME TO "+QuoteIdentifier(newRole),
+		"COMMENT ON ROLE "+QuoteIdentifier(newRole)+" IS "+quoteLiteral("tenantplugin: "+p.tenantRoleServes(newName)))
 }

@@ -176,7 +176,7 @@ func TestCloneTenantWithRoles(t *testing.T) {
 	require.NoError(t, e.m.CloneTenant(ctx, tmpl, clone))
 	var who string
 	require.NoError(t, e.as(clone).Raw("SELECT current_user").Scan(&who).Error)
-	assert.Equal(t, tenantplugin.RoleName(clone), who)
+	assert.Equal(t, tenantplugin.RoleName(server.Name, clone), who)
 	require.NoError(t, e.as(clone).Exec("INSERT INTO polls (question, owner) VALUES ('raw', ?)", clone).Error)
 	var qs []string
 	require.NoError(t, e.as(clone).Model(&Poll{}).Order("id").Pluck("question", &qs).Error)
@@ -184,4 +184,23 @@ func TestCloneTenantWithRoles(t *testing.T) {
 	err := e.as(clone).Raw(fmt.Sprintf(`SELECT count(*) FROM %s.polls`, tenantplugin.QuoteIdentifier(tmpl))).Scan(new(int64)).Error
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "permission denied")
+}
+
+// TestCloneTenantRunsNoSeed: the WithSeed functions run when a tenant is
+// created, not when it is cloned: the template's rows, its own seeded rows
+// included, are the clone's.
+func TestCloneTenantRunsNoSeed(t *testing.T) {
+	seeds := 0
+	e := newIsolatedEnv(t, 2, tenantplugin.WithSeed(func(tx *gorm.DB) error {
+		seeds++
+		name, _ := tenantplugin.FromContext(tx.Statement.Context)
+		return tx.Create(&Tag{Name: "seeded", Owner: name}).Error
+	}))
+	ctx := context.Background()
+	tmpl, clone := "stmpl_"+e.shared, "sclone_"+e.shared
+	require.NoError(t, e.m.CreateTenant(ctx, tmpl))
+	require.NoError(t, e.m.CloneTenant(ctx, tmpl, clone))
+	assert.Equal(t, 1, seeds)
+	assert.Equal(t, e.rows(tmpl), e.rows(clone))
+	assert.Equal(t, []string{tmpl}, e.owners(clone, "tags"))
 }

@@ -33,7 +33,7 @@ func (e *isolatedEnv) registryState(names ...string) string {
 	q(`SELECT nspname FROM pg_namespace WHERE nspname IN ? ORDER BY 1`, names)
 	roles := make([]string, len(names))
 	for i, n := range names {
-		roles[i] = tenantplugin.RoleName(n)
+		roles[i] = tenantplugin.RoleName(server.Name, n)
 	}
 	q(`SELECT rolname FROM pg_roles WHERE rolname IN ? ORDER BY 1`, roles)
 	for _, n := range names {
@@ -143,6 +143,8 @@ func TestRenameTenantRefusalsChangeNothing(t *testing.T) {
 	require.NoError(t, e.db.Exec(`DROP SCHEMA `+tenantplugin.QuoteIdentifier(ghost)+` CASCADE`).Error)
 	all := []string{a, b, stray, free, ghost}
 	want := e.registryState(all...)
+	var loginRole string
+	require.NoError(t, e.db.Raw("SELECT session_user").Scan(&loginRole).Error)
 
 	for _, c := range []struct {
 		old, new string
@@ -161,6 +163,7 @@ func TestRenameTenantRefusalsChangeNothing(t *testing.T) {
 		{a, strings.Repeat("x", 64), tenantplugin.ErrInvalidTenantName},
 		{"Bad", free, tenantplugin.ErrInvalidTenantName},
 		{e.shared, free, tenantplugin.ErrInvalidTenantName},
+		{a, loginRole, tenantplugin.ErrInvalidTenantName}, // as CreateTenant refuses it
 	} {
 		err := e.m.RenameTenant(ctx, c.old, c.new)
 		require.ErrorIs(t, err, c.err, "%s -> %s", c.old, c.new)
@@ -238,11 +241,14 @@ func TestRenameTenantWithRoles(t *testing.T) {
 		require.NoError(t, e.db.Raw("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ?)", r).Scan(&ok).Error)
 		return ok
 	}
-	assert.False(t, roleExists(tenantplugin.RoleName(a)))
-	assert.True(t, roleExists(tenantplugin.RoleName(b)))
+	assert.False(t, roleExists(tenantplugin.RoleName(server.Name, a)))
+	assert.True(t, roleExists(tenantplugin.RoleName(server.Name, b)))
+	var comment string
+	require.NoError(t, e.db.Raw("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = ?", tenantplugin.RoleName(server.Name, b)).Scan(&comment).Error)
+	assert.Equal(t, "tenantplugin: tenant "+b+" of database "+server.Name, comment, "the role's comment names the tenant it now serves")
 	var who string
 	require.NoError(t, e.as(b).Raw("SELECT current_user").Scan(&who).Error)
-	assert.Equal(t, tenantplugin.RoleName(b), who)
+	assert.Equal(t, tenantplugin.RoleName(server.Name, b), who)
 	require.NoError(t, e.as(b).Exec("INSERT INTO polls (question, owner) VALUES ('raw', ?)", b).Error, "the renamed role keeps its grants")
 	require.NoError(t, e.as(b).Create(&Poll{Question: "gorm", Owner: b}).Error)
 	assert.EqualValues(t, 2, e.count(b, "polls"))
@@ -254,9 +260,11 @@ func TestRenameTenantWithRoles(t *testing.T) {
 	// A role of the new name already exists (another database's tenant,
 	// say): refused, nothing changed.
 	d := "rrd_" + e.shared
-	require.NoError(t, e.db.Exec("CREATE ROLE "+tenantplugin.QuoteIdentifier(tenantplugin.RoleName(d))+" NOLOGIN").Error)
-	t.Cleanup(func() { e.db.Exec("DROP ROLE IF EXISTS " + tenantplugin.QuoteIdentifier(tenantplugin.RoleName(d))) })
+	require.NoError(t, e.db.Exec("CREATE ROLE "+tenantplugin.QuoteIdentifier(tenantplugin.RoleName(server.Name, d))+" NOLOGIN").Error)
+	t.Cleanup(func() {
+		e.db.Exec("DROP ROLE IF EXISTS " + tenantplugin.QuoteIdentifier(tenantplugin.RoleName(server.Name, d)))
+	})
 	require.ErrorIs(t, e.m.RenameTenant(ctx, b, d), tenantplugin.ErrTenantExists)
 	assert.True(t, e.schemaExists(b))
-	assert.True(t, roleExists(tenantplugin.RoleName(b)))
+	assert.True(t, roleExists(tenantplugin.RoleName(server.Name, b)))
 }

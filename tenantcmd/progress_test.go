@@ -35,8 +35,6 @@ func events(total int, state func(i int) tenantplugin.State) []tenantplugin.Prog
 	return out
 }
 
-func migrated(int) tenantplugin.State { return tenantplugin.StateMigrated }
-
 func TestProgressPlainLines(t *testing.T) {
 	var buf bytes.Buffer
 	clock := &fakeClock{step: time.Millisecond}
