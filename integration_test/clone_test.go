@@ -98,9 +98,13 @@ func TestCloneTenant(t *testing.T) {
 	_, err = e.p.Migrator(tenantplugin.WithMigrations(seedTag), tenantplugin.WithForce()).MigrateTenant(ctx, clone)
 	require.NoError(t, err)
 	assert.Equal(t, cat, e.catalog(clone))
-	// The clone can be cloned in turn, and dropped.
-	require.NoError(t, e.m.CloneTenant(ctx, clone, "clone2_"+e.shared))
-	assert.EqualValues(t, e.count(clone, "polls"), e.count("clone2_"+e.shared, "polls"))
+	// The clone can be cloned in turn (to a hyphenated name), and dropped.
+	hyphen := "clone-2_" + e.shared
+	require.NoError(t, e.m.CloneTenant(ctx, clone, hyphen))
+	assert.Equal(t, e.rows(clone), e.rows(hyphen))
+	tag = Tag{Name: "newer", Owner: hyphen}
+	require.NoError(t, e.as(hyphen).Create(&tag).Error)
+	assert.Equal(t, maxTag+2, tag.ID)
 	require.NoError(t, e.m.DropTenant(ctx, clone))
 }
 

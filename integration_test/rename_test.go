@@ -122,6 +122,15 @@ func TestRenameTenant(t *testing.T) {
 
 	// The old name is free again.
 	require.NoError(t, e.m.CreateTenant(ctx, thor))
+
+	// Hyphenated names are names like any other.
+	hyphen := "as-gard_" + e.shared
+	require.NoError(t, e.m.RenameTenant(ctx, asgard, hyphen))
+	require.NoError(t, e.as(hyphen).Find(&polls).Error)
+	assert.Len(t, polls, 2)
+	got, err = e.p.Directory().TenantForHost(ctx, host)
+	require.NoError(t, err)
+	assert.Equal(t, hyphen, got)
 }
 
 // TestRenameTenantRefusalsChangeNothing: each refused rename returns its
