@@ -43,7 +43,9 @@ func (s TenantStats) TotalBytes() int64 { return s.TableBytes + s.IndexBytes }
 // (which pg_table_size would, and keep until the connection closes). For
 // exact figures of one tenant, run ANALYZE in it first, or ask
 // pg_total_relation_size. A registered tenant whose schema is missing is
-// listed with zeros.
+// listed with zeros. On a Citus coordinator the catalog describes the
+// coordinator's own tables only: a distributed tenant's rows and pages on
+// its worker are not counted (Citus's citus_shards view has their sizes).
 //
 // It lives on the Migrator, beside Tenants and Domains: like them it is the
 // operator's view of the registry (the tenantcmd command set holds a
