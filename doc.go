@@ -15,7 +15,9 @@
 //
 // Packages by audience: this package is the plugin and its migrator;
 // tenanthttp resolves the tenant of an HTTP request; tenantcmd is a command
-// set for operators (migrate, create, drop, run SQL in tenants).
+// set for operators (migrate, create, drop, rename, clone, sizes, run SQL in
+// tenants); tenanttest gives each application test a tenant of its own.
+// LogHandler and Logger make slog and GORM log lines name their tenant.
 //
 // # Routing
 //

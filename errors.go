@@ -47,6 +47,11 @@ var (
 	// ErrCitusUnsupported is matched by every *CitusError: a model shape or
 	// option Citus cannot support.
 	ErrCitusUnsupported = errors.New("tenantplugin: not supported on Citus")
+	// ErrNotUpToDate is returned by CloneTenant when the template tenant was
+	// not migrated to the Migrator's current model set and migration list
+	// (its recorded fingerprint differs), so its tables may not have the
+	// shape of a new tenant's: migrate it first (MigrateTenant).
+	ErrNotUpToDate = errors.New("tenantplugin: tenant is not up to date")
 )
 
 // NameError is returned for a tenant name that fails validation. It matches

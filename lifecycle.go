@@ -49,9 +49,22 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...str
 }
 
 func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan, hosts []string) error {
+	return m.createTenantWith(ctx, name, plan, hosts, nil, m.seed)
+}
+
+// createTenantWith is createTenant with two hooks, for CloneTenant: before
+// runs first in the transaction (nil: nothing), fill after the steps, in
+// place of the seeds.
+func (m *Migrator) createTenantWith(ctx context.Context, name string, plan *ddlPlan, hosts []string,
+	before func(tx *gorm.DB) error, fill func(ttx *gorm.DB) error) error {
 	p := m.p
 	v := newTenantValue(name)
 	return p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+		if before != nil {
+			if err := before(tx); err != nil {
+				return err
+			}
+		}
 		// The tenant's lock, and the login role's names in the same
 		// statement: a schema named after the role would be found by the
 		// server's default search_path ("$user", public), so unrouted SQL
@@ -97,7 +110,7 @@ func (m *Migrator) createTenant(ctx context.Context, name string, plan *ddlPlan,
 		if err := m.steps(ttx, name, plan, tables); err != nil {
 			return err
 		}
-		if err := m.seed(ttx); err != nil {
+		if err := fill(ttx); err != nil {
 			return err
 		}
 		if p.roles {

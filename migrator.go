@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,6 +19,7 @@ import (
 // a transaction-scoped advisory lock of its own.
 type Migrator struct {
 	p                *Plugin
+	opts             []MigratorOption // as given to Plugin.Migrator, for With
 	migrations       []*gormigrate.Migration
 	preMigrations    []*gormigrate.Migration
 	sharedMigrations []*gormigrate.Migration
@@ -150,7 +152,7 @@ func (m *Migrator) seed(tx *gorm.DB) (err error) {
 // Like every method that needs the database, the Migrator's methods return
 // ErrNotRegistered until db.Use(plugin) has succeeded.
 func (p *Plugin) Migrator(opts ...MigratorOption) *Migrator {
-	m := &Migrator{p: p}
+	m := &Migrator{p: p, opts: slices.Clone(opts)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -159,6 +161,13 @@ func (p *Plugin) Migrator(opts ...MigratorOption) *Migrator {
 
 // Plugin returns the plugin the migrator works for.
 func (m *Migrator) Plugin() *Plugin { return m.p }
+
+// With returns a new Migrator configured by m's options followed by opts,
+// which win (WithProgress replaces m's progress callback, say). The new
+// Migrator captures the tenant DDL anew on first use.
+func (m *Migrator) With(opts ...MigratorOption) *Migrator {
+	return m.p.Migrator(append(slices.Clip(m.opts), opts...)...)
+}
 
 // workers is the number of tenants worked on at once: WithConcurrency, or
 // twice the number of CPUs capped by the pool's MaxOpenConns.

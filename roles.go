@@ -70,6 +70,11 @@ func databaseTag(database string) string {
 // roleName is RoleName in the plugin's database.
 func (p *Plugin) roleName(tenant string) string { return RoleName(p.database, tenant) }
 
+// tenantRoleServes says what tenant's role serves, as its comment records.
+func (p *Plugin) tenantRoleServes(tenant string) string {
+	return "tenant " + tenant + " of database " + p.database
+}
+
 // createRole creates role r (NOLOGIN) with a comment saying what it
 // serves, or checks that an existing role of that name serves it: a role of
 // the same name that serves anything else is an error, never reused.
@@ -112,7 +117,7 @@ func (p *Plugin) setupSharedAccess(tx *gorm.DB) error {
 // setupTenantRole creates tenant v's role and grants it its schema.
 func (p *Plugin) setupTenantRole(tx *gorm.DB, v *tenantValue) error {
 	role := p.roleName(v.name)
-	if err := createRole(tx, role, "tenant "+v.name+" of database "+p.database); err != nil {
+	if err := createRole(tx, role, p.tenantRoleServes(v.name)); err != nil {
 		return err
 	}
 	r := QuoteIdentifier(role)

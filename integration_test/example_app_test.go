@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/gorm-tenancy/tenantplugin/examples/polls/app"
+	"github.com/gorm-tenancy/tenantplugin/tenanttest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -78,10 +79,9 @@ func (s *pollsServer) do(method, host, path, body string) (int, []byte) {
 func TestPollsExampleOverHTTP(t *testing.T) {
 	s := newPollsServer(t)
 	ctx := context.Background()
-	thor := fmt.Sprintf("thor%d", tenantN.Add(1))
-	potter := fmt.Sprintf("potter%d", tenantN.Add(1))
-	require.NoError(t, s.m.CreateTenant(ctx, thor, "polls."+thor+".example"))
-	require.NoError(t, s.m.CreateTenant(ctx, potter))
+	thorT := tenanttest.New(t, s.m, tenanttest.WithPrefix("thor"), tenanttest.WithDomain("polls.example"))
+	thor := thorT.Name
+	potter := tenanttest.New(t, s.m, tenanttest.WithPrefix("potter")).Name
 	thorHost := thor + ".polls.localhost:8080"
 	potterHost := potter + ".polls.localhost"
 
@@ -93,7 +93,7 @@ func TestPollsExampleOverHTTP(t *testing.T) {
 
 	code, body = s.do("POST", thorHost, fmt.Sprintf("/api/polls/%d/votes", created.ID), fmt.Sprintf(`{"choice_id": %d}`, created.Choices[1].ID))
 	require.Equal(t, http.StatusCreated, code, string(body))
-	code, body = s.do("GET", "polls."+thor+".example", fmt.Sprintf("/api/polls/%d", created.ID), "")
+	code, body = s.do("GET", thorT.Host(), fmt.Sprintf("/api/polls/%d", created.ID), "")
 	require.Equal(t, http.StatusOK, code, string(body))
 	var got apiPoll
 	require.NoError(t, json.Unmarshal(body, &got))
@@ -153,9 +153,7 @@ func TestPollsTenantsNeverSeeEachOther(t *testing.T) {
 	ctx := context.Background()
 	var tenants []string
 	for i := 0; i < 3; i++ {
-		n := fmt.Sprintf("conc_http%d", tenantN.Add(1))
-		require.NoError(t, s.m.CreateTenant(ctx, n))
-		tenants = append(tenants, n)
+		tenants = append(tenants, tenanttest.New(t, s.m, tenanttest.WithPrefix("conc_http")).Name)
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/gorm-tenancy/tenantplugin/internal/testdb"
+	"github.com/gorm-tenancy/tenantplugin/tenanttest"
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -140,12 +141,11 @@ func pluginDB(t testing.TB, d gorm.Dialector, maxConns int, sharedPrefix string)
 	return db, p, m
 }
 
-// tenant creates a new tenant with a unique name starting with prefix.
+// tenant creates a new tenant with a unique name starting with prefix,
+// dropped when the test ends (tenanttest.New).
 func (e *env) tenant(prefix string) string {
 	e.t.Helper()
-	name := fmt.Sprintf("%s_%d", prefix, tenantN.Add(1))
-	require.NoError(e.t, e.m.CreateTenant(context.Background(), name))
-	return name
+	return tenanttest.New(e.t, e.m, tenanttest.WithPrefix(prefix)).Name
 }
 
 func (e *env) ctx(tenant string) context.Context {

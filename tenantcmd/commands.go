@@ -30,15 +30,25 @@ import (
 //	tenants run FUNC (--tenant NAME | --all)  run one of Funcs in each tenant
 //	tenants distribute [NAME]...              Citus: distribute tenant schemas
 //	tenants move NAME --node HOST:PORT        Citus: move a tenant to a worker
+//	tenants rename OLD NEW                    Migrator.RenameTenant
+//	tenants clone FROM TO [--domain HOST]...  Migrator.CloneTenant
+//	tenants stats                             sizes, largest first
 //
-// Give the Migrator tenantplugin.WithProgress(tenantplugin.SlogProgress(logger))
-// to see progress.
+// migrate shows its progress on ProgressOut: a line redrawn in place on a
+// terminal, plain lines otherwise.
 type Commands struct {
 	Migrator *tenantplugin.Migrator
 	// Funcs are the Go functions "tenants run" can call by name. Each runs
 	// in one transaction routed to its tenant (see RunInTenant).
 	Funcs map[string]func(ctx context.Context, tx *gorm.DB) error
 	Out   io.Writer // default os.Stdout
+	// ProgressOut receives migrate's progress (default os.Stderr): on a
+	// terminal one line redrawn in place (done/total, failed, rate,
+	// remaining time), otherwise a plain line every 5% and one per failure.
+	ProgressOut io.Writer
+	// NoProgress keeps the Migrator's own progress callback (WithProgress)
+	// for migrate and draws nothing.
+	NoProgress bool
 }
 
 // ErrUsage is returned for a command line Commands does not understand.
@@ -56,7 +66,10 @@ const Usage = `commands:
   tenants sql FILE (--tenant NAME | --all)
   tenants run FUNC (--tenant NAME | --all)
   tenants distribute [NAME]...
-  tenants move NAME --node HOST:PORT`
+  tenants move NAME --node HOST:PORT
+  tenants rename OLD NEW
+  tenants clone FROM TO [--domain HOST]...
+  tenants stats`
 
 // Run executes one command line (without the program name).
 func (c *Commands) Run(ctx context.Context, args []string) error {
@@ -75,7 +88,7 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 			}
 			return c.rollback(ctx, out, args[2:])
 		}
-		rep, err := m.Migrate(ctx)
+		rep, err := c.migrate(ctx)
 		if rep != nil {
 			fmt.Fprintln(out, rep.String())
 		}
@@ -139,6 +152,8 @@ func (c *Commands) Run(ctx context.Context, args []string) error {
 			return err
 		}
 		return m.AddDomain(ctx, pos[0], pos[1])
+	case "rename", "clone", "stats":
+		return c.runTenantCommand(ctx, out, args[1], pos, flags)
 	case "sql", "run":
 		if err := need(1); err != nil {
 			return err

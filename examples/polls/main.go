@@ -3,6 +3,9 @@
 //	go run ./examples/polls migrate
 //	go run ./examples/polls tenants create thor --domain polls.thor.com
 //	go run ./examples/polls tenants list
+//	go run ./examples/polls tenants clone thor loki     # thor's polls, copied
+//	go run ./examples/polls tenants rename loki asgard
+//	go run ./examples/polls tenants stats               # sizes, largest first
 //	go run ./examples/polls serve --addr 127.0.0.1:8080
 //	go run ./examples/polls report      # a job run for every tenant
 //
@@ -10,7 +13,9 @@
 // tenantplugin_demo database, created if missing). It may name a database on
 // a Citus coordinator: tenants are then spread over the workers, and
 // "tenants distribute" and "tenants move NAME --node HOST:PORT" place them
-// (see the README, Scaling out on Citus).
+// (see the README, Scaling out on Citus). Log lines name their tenant: the
+// slog handler is wrapped in tenantplugin.LogHandler and GORM's logger (slow
+// statements and errors) in tenantplugin.Logger.
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -37,7 +43,9 @@ import (
 const defaultURL = "postgres://postgres@127.0.0.1:5432/tenantplugin_demo?sslmode=disable"
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Every record logged with a context that carries a tenant gets
+	// tenant=NAME, with no code in the handlers.
+	log := slog.New(tenantplugin.LogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, log, os.Args[1:]); err != nil {
@@ -60,7 +68,15 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 			return err
 		}
 	}
-	db, err := gorm.Open(tenantplugin.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	// GORM logs slow statements and errors, each naming its tenant:
+	//   [212.410ms] [rows:1] [tenant=thor] SELECT * FROM "thor"."polls" ...
+	gormLog := tenantplugin.Logger(logger.New(stdlog.New(os.Stderr, "", stdlog.LstdFlags), logger.Config{
+		SlowThreshold:             200 * time.Millisecond,
+		LogLevel:                  logger.Warn,
+		IgnoreRecordNotFoundError: true, // a 404, not an error
+		ParameterizedQueries:      true, // no values in the log
+	}))
+	db, err := gorm.Open(tenantplugin.Open(dsn), &gorm.Config{Logger: gormLog})
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

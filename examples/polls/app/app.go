@@ -80,6 +80,15 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("POST /api/polls/{id}/votes", a.vote)
 	mux.HandleFunc("GET /api/events", a.listEvents)
 	dir := a.Plugin.Directory()
+	// The request's log line names its tenant through the log handler
+	// (tenantplugin.LogHandler in main): it runs after the middleware.
+	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		mux.ServeHTTP(sw, r)
+		a.Log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"took", time.Since(start).Round(time.Microsecond))
+	})
 	mw := tenanthttp.Middleware(
 		tenanthttp.WithResolvers(
 			tenanthttp.Subdomain(BaseDomain, dir),
@@ -92,7 +101,18 @@ func (a *App) Handler() http.Handler {
 			writeError(w, status, http.StatusText(status))
 		}),
 	)
-	return mw(mux)
+	return mw(logged)
+}
+
+// statusWriter remembers the status a handler wrote, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -115,7 +135,7 @@ func (a *App) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, "request cancelled")
 	default:
-		a.Log.Error("request failed", "path", r.URL.Path, "err", err)
+		a.Log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
 }

@@ -83,7 +83,11 @@ func (q *Queue) Run(ctx context.Context, payload []byte) error {
 		if err := db.First(&p, j.PollID).Error; err != nil {
 			return err
 		}
-		return db.Create(&Event{Kind: "poll_created", Detail: p.Question}).Error
+		if err := db.Create(&Event{Kind: "poll_created", Detail: p.Question}).Error; err != nil {
+			return err
+		}
+		q.log.InfoContext(tctx, "job done", "kind", j.Kind, "poll_id", j.PollID) // names the tenant (LogHandler)
+		return nil
 	}
 	return fmt.Errorf("unknown job kind %q", j.Kind)
 }
