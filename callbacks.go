@@ -119,6 +119,10 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 		if isSavepointSQL(stmt) {
 			return
 		}
+		if err := p.checkOwner(stmt.ConnPool, v); err != nil {
+			db.AddError(err)
+			return
+		}
 		if _, err := stmt.ConnPool.ExecContext(stmt.Context, sql, args...); err != nil {
 			db.AddError(routeError(v, err))
 		}

@@ -109,9 +109,18 @@ func (m *Migrator) captureDDL(ctx context.Context, citus bool) (*ddlPlan, error)
 		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
+		defer p.own(tx, v)()
 		stx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
-		if err := runGormigrate(stx, m.preMigrations); err != nil {
-			return fmt.Errorf("pre-migrations: %w", err)
+		if len(m.preMigrations) > 0 {
+			if err := p.setMigrationPath(tx, v, true); err != nil {
+				return err
+			}
+			if err := runGormigrate(stx, m.preMigrations); err != nil {
+				return fmt.Errorf("pre-migrations: %w", err)
+			}
+			if err := p.setMigrationPath(tx, v, false); err != nil {
+				return err
+			}
 		}
 		cctx := context.WithValue(withPathSet(ctx, v), recorderKey{}, rec)
 		if err := p.autoMigrateTenant(p.migrationSession(tx.WithContext(cctx), false)); err != nil {

@@ -18,6 +18,9 @@ type tenantValue struct {
 	// capture marks the capture's scratch schema: errors must not call it
 	// a tenant.
 	capture bool
+	// isolated drops the shared schema from the search_path (a tenant's
+	// migrations, see Migrator.steps).
+	isolated bool
 }
 
 // label names v in errors.

@@ -36,9 +36,44 @@ type guardDialector struct {
 func (d guardDialector) Migrator(db *gorm.DB) gorm.Migrator {
 	inner := d.Dialector.Migrator(db)
 	if v := valueFrom(db.Statement.Context); v != nil && v.pathSet {
-		return inner
+		if v.shared || v.capture {
+			return inner
+		}
+		return dropGuard{Migrator: inner, db: db, tenant: v.name}
 	}
 	return guardedMigrator{Migrator: inner, p: d.p, db: db}
+}
+
+// dropGuard is GORM's Migrator inside a tenant's own transaction
+// (RunInTenant, migrations). GORM's DropTable sends DROP TABLE ... CASCADE,
+// which follows dependencies out of the tenant's schema (a shared view over
+// the table, another schema's foreign key): while anything outside depends
+// on the tenant's schema, it refuses, naming what, and drops nothing.
+type dropGuard struct {
+	gorm.Migrator
+	db     *gorm.DB
+	tenant string
+}
+
+// GuessConstraintInterfaceAndTable keeps GORM's name-to-constraint mapping
+// reachable (see skippingMigrator.HasConstraint).
+func (g dropGuard) GuessConstraintInterfaceAndTable(stmt *gorm.Statement, name string) (schema.ConstraintInterface, string) {
+	if cg, ok := g.Migrator.(constraintGuesser); ok {
+		return cg.GuessConstraintInterfaceAndTable(stmt, name)
+	}
+	return nil, stmt.Table
+}
+
+// DropTable implements gorm.Migrator.
+func (g dropGuard) DropTable(values ...any) error {
+	objs, err := outsideDependents(g.db.Statement.Context, g.db.Statement.ConnPool, g.tenant)
+	if err != nil {
+		return err
+	}
+	if len(objs) > 0 {
+		return &DependencyError{Tenant: g.tenant, Op: "drop table", Objects: objs}
+	}
+	return g.Migrator.DropTable(values...)
 }
 
 // SavePoint keeps nested transactions working (gorm.SavePointerDialectorInterface).
@@ -178,6 +213,9 @@ func (g guardedMigrator) tx(fn func(tx *gorm.DB) error) error {
 // routed sets tx's search_path to v's and returns GORM's Migrator on it, as
 // a migration session of v's side (see migrationSession).
 func (g guardedMigrator) routed(tx *gorm.DB, v *tenantValue, shared bool) (gorm.Migrator, error) {
+	if err := g.p.checkOwner(tx.Statement.ConnPool, v); err != nil {
+		return nil, err
+	}
 	if err := g.p.setPath(tx, v); err != nil {
 		return nil, err
 	}

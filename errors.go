@@ -165,16 +165,23 @@ type DependencyError struct {
 	Tenant  string
 	Op      string
 	Objects []string
+	// Dropped reports objects outside the tenant that a migration dropped
+	// (a DROP ... CASCADE that followed dependencies out of the schema).
+	Dropped bool
 }
 
 // Error implements error.
 func (e *DependencyError) Error() string {
 	list := strings.Join(e.Objects, "; ")
-	if e.Op == "drop" {
-		return fmt.Sprintf("tenantplugin: tenant %q: drop refused, nothing was changed: objects outside the tenant's schema depend on it "+
-			"and would be dropped with it: %s", e.Tenant, list)
+	if e.Op == "drop" || e.Op == "drop table" {
+		return fmt.Sprintf("tenantplugin: tenant %q: %s refused, nothing was changed: objects outside the tenant's schema depend on it "+
+			"and would be dropped with it: %s", e.Tenant, e.Op, list)
 	}
-	return fmt.Sprintf("tenantplugin: tenant %q: %s: the tenant's schema now holds database-wide objects, or objects outside it depend on it: %s; "+
+	if e.Dropped {
+		return fmt.Sprintf("tenantplugin: tenant %q: %s: a migration dropped objects outside the tenant's schema (a DROP ... CASCADE follows dependencies out of it): %s; "+
+			"the tenant was left as it was", e.Tenant, e.Op, list)
+	}
+	return fmt.Sprintf("tenantplugin: tenant %q: %s: a migration left database-wide objects in the tenant's schema, or made objects outside it depend on it: %s; "+
 		"create such objects in a shared migration (WithSharedMigrations) or an extension schema (WithExtensionSchemas); the tenant was left as it was", e.Tenant, e.Op, list)
 }
 

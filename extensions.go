@@ -230,16 +230,32 @@ SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
                     WHERE d.classid = 'pg_catalog.pg_amproc'::pg_catalog.regclass AND x.oid = d.objid AND f.opfnamespace = ns.oid)
  ORDER BY 1`
 
-// checkTenantObjects fails a tenant's migration that left objects tying its
-// schema to the rest of the database (see outsideDependents): the tenant's
-// transaction is rolled back.
-func (p *Plugin) checkTenantObjects(tx *gorm.DB, tenant string) error {
-	objs, err := outsideDependents(tx.Statement.Context, tx.Statement.ConnPool, tenant)
+// checkTenantObjects fails a tenant's migration that changed what ties its
+// schema to the rest of the database (see outsideDependents), given the
+// list before the migrations ran: a new tie (an extension created in the
+// schema, a shared view over a tenant table) or a lost one (a shared view
+// dropped by a DROP ... CASCADE) rolls the tenant's transaction back.
+func (p *Plugin) checkTenantObjects(tx *gorm.DB, tenant string, before []string) error {
+	after, err := outsideDependents(tx.Statement.Context, tx.Statement.ConnPool, tenant)
 	if err != nil {
 		return fmt.Errorf("check database-wide objects: %w", err)
 	}
-	if len(objs) > 0 {
-		return &DependencyError{Tenant: tenant, Op: "migrate", Objects: objs}
+	var added, lost []string
+	for _, o := range after {
+		if !slices.Contains(before, o) {
+			added = append(added, o)
+		}
+	}
+	for _, o := range before {
+		if !slices.Contains(after, o) {
+			lost = append(lost, o)
+		}
+	}
+	if len(added) > 0 {
+		return &DependencyError{Tenant: tenant, Op: "migrate", Objects: added}
+	}
+	if len(lost) > 0 {
+		return &DependencyError{Tenant: tenant, Op: "migrate", Objects: lost, Dropped: true}
 	}
 	return nil
 }

@@ -29,11 +29,12 @@ func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.
 		sql, args := p.registeredRouteStatement(v)
 		res, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sql, args...)
 		if err != nil {
-			return routeError(v, err)
+			return p.registryMissing(routeError(v, err))
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return notRegistered(name)
 		}
+		defer p.own(tx, v)()
 		return fn(tx.WithContext(withPathSet(ctx, v)))
 	})
 	var ue *UnknownTenantError

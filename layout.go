@@ -87,7 +87,11 @@ func buildLayout(db *gorm.DB, sharedModels, tenantModels []any) (*layout, error)
 			return nil, err
 		}
 		if l.shared[s.Table] {
-			return nil, &LayoutError{Model: s.Name, Table: s.Table, Reason: "it is declared both shared (WithSharedModels) and tenant (WithTenantModels)"}
+			reason := "it is declared both shared (WithSharedModels) and tenant (WithTenantModels)"
+			if other := l.byTable[s.Table]; other != nil && other.Name != s.Name {
+				reason = fmt.Sprintf("its table is also the table of shared model %s: one table cannot be shared and a tenant table", other.Name)
+			}
+			return nil, &LayoutError{Model: s.Name, Table: s.Table, Reason: reason}
 		}
 		if !l.tenant[s.Table] {
 			l.tenant[s.Table] = true

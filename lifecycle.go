@@ -82,7 +82,7 @@ func (m *Migrator) createTenantWith(ctx context.Context, name string, plan *ddlP
 		res := tx.WithContext(SharedOnly(ctx)).Clauses(clause.OnConflict{DoNothing: true}).
 			Create(&TenantRecord{Name: name})
 		if res.Error != nil {
-			return res.Error
+			return p.registryMissing(res.Error)
 		}
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("%w: %q", ErrTenantExists, name)
@@ -102,12 +102,13 @@ func (m *Migrator) createTenantWith(ctx context.Context, name string, plan *ddlP
 		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
+		defer p.own(tx, v)()
 		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
 		tables := replayTables
 		if m.slowCreate {
 			tables = autoMigrateTables
 		}
-		if err := m.steps(ttx, name, plan, tables); err != nil {
+		if err := m.steps(ttx, name, plan, tables, true); err != nil {
 			return err
 		}
 		if err := fill(ttx); err != nil {
@@ -139,12 +140,36 @@ const (
 //  2. the tables, as tables says;
 //  3. the migrations (WithMigrations);
 //  4. when migrations ran, a check that they left nothing database-wide in
-//     the schema and nothing outside it depending on it (DependencyError).
+//     the schema and changed nothing outside it (DependencyError).
 //
-// The caller records the fingerprint afterwards. Errors name the step.
-func (m *Migrator) steps(tx *gorm.DB, tenant string, plan *ddlPlan, tables tableStep) error {
-	if err := runGormigrate(tx, m.preMigrations); err != nil {
-		return fmt.Errorf("pre-migrations: %w", err)
+// The migrations run with a search_path of the tenant and the extension
+// schemas only, not the shared schema: a new tenant's schema is empty when
+// its pre-migrations run, and "ALTER TABLE IF EXISTS tasks ..." would
+// otherwise reach a same-named table of the shared schema. Raw SQL in a
+// migration names shared tables with their schema; GORM-built statements
+// are qualified anyway. The tables step sees the shared schema, where the
+// foreign keys of tenant models point. The caller records the fingerprint
+// afterwards. Errors name the step.
+func (m *Migrator) steps(tx *gorm.DB, tenant string, plan *ddlPlan, tables tableStep, created bool) error {
+	v := valueFrom(tx.Statement.Context)
+	checked := len(m.preMigrations)+len(m.migrations) > 0 && v != nil && !v.capture
+	var before []string // a schema created in this transaction has no ties yet
+	if checked && !created {
+		var err error
+		if before, err = outsideDependents(tx.Statement.Context, tx.Statement.ConnPool, tenant); err != nil {
+			return fmt.Errorf("check database-wide objects: %w", err)
+		}
+	}
+	if len(m.preMigrations) > 0 {
+		if err := m.p.setMigrationPath(tx, v, true); err != nil {
+			return err
+		}
+		if err := runGormigrate(tx, m.preMigrations); err != nil {
+			return fmt.Errorf("pre-migrations: %w", err)
+		}
+		if err := m.p.setMigrationPath(tx, v, false); err != nil {
+			return err
+		}
 	}
 	switch tables {
 	case replayTables:
@@ -156,13 +181,33 @@ func (m *Migrator) steps(tx *gorm.DB, tenant string, plan *ddlPlan, tables table
 			return fmt.Errorf("automigrate: %w", err)
 		}
 	}
-	if err := runGormigrate(tx, m.migrations); err != nil {
-		return fmt.Errorf("migrations: %w", err)
+	if len(m.migrations) > 0 {
+		if err := m.p.setMigrationPath(tx, v, true); err != nil {
+			return err
+		}
+		if err := runGormigrate(tx, m.migrations); err != nil {
+			return fmt.Errorf("migrations: %w", err)
+		}
+		if err := m.p.setMigrationPath(tx, v, false); err != nil {
+			return err
+		}
 	}
-	if len(m.preMigrations)+len(m.migrations) > 0 {
-		return m.p.checkTenantObjects(tx, tenant)
+	if checked {
+		return m.p.checkTenantObjects(tx, tenant, before)
 	}
 	return nil
+}
+
+// setMigrationPath sets the search_path of a tenant's migration transaction:
+// without the shared schema (isolated) for migrations, with it for the
+// tables.
+func (p *Plugin) setMigrationPath(tx *gorm.DB, v *tenantValue, isolated bool) error {
+	if v == nil {
+		return nil
+	}
+	w := *v
+	w.isolated = isolated
+	return p.setPath(tx, &w)
 }
 
 // unknownMigrations lists the migration IDs recorded in tenant's schema
@@ -236,7 +281,7 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 		}
 		res := tx.WithContext(SharedOnly(ctx)).Where("name = ?", name).Delete(&TenantRecord{})
 		if res.Error != nil {
-			return res.Error
+			return m.p.registryMissing(res.Error)
 		}
 		if res.RowsAffected == 0 {
 			return notRegistered(name)
@@ -324,7 +369,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, name string, plan *ddlPlan
 		if m.force || !plan.sameShape(rec.Fingerprint) {
 			tables = autoMigrateTables
 		}
-		if err := m.steps(tx, name, plan, tables); err != nil {
+		if err := m.steps(tx, name, plan, tables, false); err != nil {
 			return err
 		}
 		return markMigrated(tx, name, plan.fingerprint)

@@ -224,6 +224,7 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
+		defer p.own(tx, v)()
 		stx := p.migrationSession(tx.WithContext(withPathSet(SharedOnly(ctx), v)), true)
 		models := p.layout.sharedValues
 		if err := stx.Migrator().AutoMigrate(models...); err != nil {
@@ -344,7 +345,7 @@ func (m *Migrator) Tenants(ctx context.Context) ([]string, error) {
 	var names []string
 	err := m.p.db.WithContext(SharedOnly(ctx)).Model(&TenantRecord{}).Order("name").Pluck("name", &names).Error
 	if err != nil {
-		return nil, fmt.Errorf("tenantplugin: list tenants: %w", err)
+		return nil, fmt.Errorf("tenantplugin: list tenants: %w", m.p.registryMissing(err))
 	}
 	return names, nil
 }
@@ -362,7 +363,7 @@ func (m *Migrator) MigrateTenants(ctx context.Context) (*Report, error) {
 	}
 	var recs []TenantRecord
 	if err := m.p.db.WithContext(SharedOnly(ctx)).Select("name", "fingerprint").Order("name").Find(&recs).Error; err != nil {
-		return nil, fmt.Errorf("tenantplugin: read tenant registry: %w", err)
+		return nil, fmt.Errorf("tenantplugin: read tenant registry: %w", m.p.registryMissing(err))
 	}
 	if len(recs) == 0 {
 		// Nothing to migrate: the model set is not captured (an app with a

@@ -15,6 +15,7 @@ type Plugin struct {
 	sharedSchema string
 	sharedQuoted string
 	sharedPath   string   // shared schema, extension schemas, pg_temp (quoted)
+	isolatedPath string   // extension schemas, pg_temp (quoted)
 	extSchemas   []string // WithExtensionSchemas, in order
 	sharedModels []any
 	tenantModels []any
@@ -25,6 +26,8 @@ type Plugin struct {
 	db       *gorm.DB
 	rootPool gorm.ConnPool
 	layout   *layout // where each table lives
+
+	owned sync.Map // gorm.ConnPool of a library transaction -> *tenantValue (see own)
 
 	dirOnce sync.Once
 	dir     *Directory
@@ -105,11 +108,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	if err := p.checkExtensionSchemaNames(); err != nil {
 		return err
 	}
-	p.sharedPath = p.sharedQuoted
+	p.isolatedPath = ""
 	for _, s := range p.extSchemas {
-		p.sharedPath += ", " + QuoteIdentifier(s)
+		p.isolatedPath += QuoteIdentifier(s) + ", "
 	}
-	p.sharedPath += ", pg_temp"
+	p.isolatedPath += "pg_temp"
+	p.sharedPath = p.sharedQuoted + ", " + p.isolatedPath
 	l, err := buildLayout(db, p.sharedModels, p.tenantModels)
 	if err != nil {
 		return err
@@ -141,10 +145,10 @@ func dialectorName(db *gorm.DB) string {
 }
 
 // checkSharedSchemaName checks a shared schema other than public: it follows
-// the tenant rule.
+// the rule of tenant names.
 func checkSharedSchemaName(name string) error {
-	if err := ValidateName(name); err != nil {
-		return fmt.Errorf("tenantplugin: shared schema: %w", err)
+	if reason := nameProblem(name); reason != "" {
+		return fmt.Errorf("tenantplugin: invalid shared schema name %s: %s (the rule of tenant names applies)", quoteForMessage(name), reason)
 	}
 	return nil
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gorm-tenancy/tenantplugin/internal/hostname"
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 )
 
@@ -114,4 +116,15 @@ func normalizeHost(host string) (string, error) {
 		return "", fmt.Errorf("%w %s: %s", ErrMalformedHost, quoteForMessage(host), why)
 	}
 	return h, nil
+}
+
+// registryMissing explains an undefined-table error on the registry: the
+// shared schema was never migrated. Other errors pass unchanged.
+func (p *Plugin) registryMissing(err error) error {
+	var pgErr *pgconn.PgError
+	if err != nil && errors.As(err, &pgErr) && pgErr.Code == "42P01" && strings.Contains(pgErr.Message, TenantRecord{}.TableName()) {
+		return fmt.Errorf("tenantplugin: the tenant registry %s.%s does not exist: run Migrate (or MigrateShared) at start-up, before creating or using tenants: %w",
+			p.sharedQuoted, QuoteIdentifier(TenantRecord{}.TableName()), err)
+	}
+	return err
 }

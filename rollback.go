@@ -168,6 +168,11 @@ func (m *Migrator) rollbackTenant(ctx context.Context, name string, undo func(*g
 		if err != nil {
 			return err
 		}
+		// Rollback functions, like migrations, see the tenant only (see
+		// Migrator.steps).
+		if err := m.p.setMigrationPath(tx, v, true); err != nil {
+			return err
+		}
 		if err := undo(newGormigrate(tx, list), before); err != nil {
 			return gormigrateError(err)
 		}

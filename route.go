@@ -17,6 +17,9 @@ func (p *Plugin) searchPath(v *tenantValue) string {
 	if v.shared {
 		return p.sharedPath
 	}
+	if v.isolated {
+		return v.quoted + ", " + p.isolatedPath
+	}
 	return v.quoted + ", " + p.sharedPath
 }
 

@@ -21,7 +21,16 @@ import (
 // or a migration, tx is routed to its tenant, so the script's unqualified
 // names resolve there. The error names the first statement that failed as
 // PostgreSQL reports it (on Citus, with its number and line).
+// A script may change session settings (SET search_path, SET ROLE, or
+// set_config(..., false) as pg_dump writes), which would outlive the
+// transaction on a pooled connection. After the script, ExecScript puts every
+// session setting back to the connection's defaults (RESET ALL) and sets the
+// transaction's own search_path and role again. Outside a transaction it
+// opens one.
 func ExecScript(tx *gorm.DB, script string) error {
+	if _, inTx := tx.Statement.ConnPool.(gorm.TxCommitter); !inTx {
+		return tx.Transaction(func(t *gorm.DB) error { return ExecScript(t, script) })
+	}
 	conn := unprepared(tx.Statement.ConnPool)
 	ctx := tx.Statement.Context
 	var citus bool
@@ -34,16 +43,26 @@ func ExecScript(tx *gorm.DB, script string) error {
 	if err != nil {
 		return fmt.Errorf("tenantplugin: script: %w", err)
 	}
+	var path, role string
+	if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('role')").Scan(&path, &role); err != nil {
+		return fmt.Errorf("tenantplugin: script: %w", err)
+	}
 	if !citus {
 		if _, err := conn.ExecContext(ctx, script); err != nil {
 			return fmt.Errorf("tenantplugin: script: %w", err)
 		}
-		return nil
-	}
-	for i, s := range splitScript(script) {
-		if _, err := conn.ExecContext(ctx, s.SQL); err != nil {
-			return fmt.Errorf("tenantplugin: script: statement %d (line %d): %w", i+1, s.Line, err)
+	} else {
+		for i, s := range splitScript(script) {
+			if _, err := conn.ExecContext(ctx, s.SQL); err != nil {
+				return fmt.Errorf("tenantplugin: script: statement %d (line %d): %w", i+1, s.Line, err)
+			}
 		}
+	}
+	if _, err := conn.ExecContext(ctx, "RESET ALL"); err != nil {
+		return fmt.Errorf("tenantplugin: script: reset session settings: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_catalog.set_config('search_path', $1, true), pg_catalog.set_config('role', $2, true)", path, role); err != nil {
+		return fmt.Errorf("tenantplugin: script: route again: %w", err)
 	}
 	return nil
 }

@@ -27,8 +27,36 @@ func (p *Plugin) inSchema(ctx context.Context, v *tenantValue, lock string, fn f
 		if err := p.setPath(tx, v); err != nil {
 			return err
 		}
+		defer p.own(tx, v)()
 		return fn(tx.WithContext(withPathSet(ctx, v)))
 	})
+}
+
+// own records that transaction tx runs under v's search_path, set once by
+// the library (RunInTenant, migrations, creation, the capture): statements
+// with v's context skip routing there. A raw statement for another tenant
+// would change that transaction's search_path under their feet, so
+// checkOwner refuses it. The returned function ends the record; call it
+// when the transaction ends.
+func (p *Plugin) own(tx *gorm.DB, v *tenantValue) func() {
+	key := tx.Statement.ConnPool
+	p.owned.Store(key, v)
+	return func() { p.owned.Delete(key) }
+}
+
+// checkOwner refuses routing a library-owned transaction (see own) to a
+// route other than its own.
+func (p *Plugin) checkOwner(pool gorm.ConnPool, v *tenantValue) error {
+	o, ok := p.owned.Load(pool)
+	if !ok {
+		return nil
+	}
+	owner := o.(*tenantValue)
+	if owner.name == v.name && owner.shared == v.shared {
+		return nil
+	}
+	return fmt.Errorf("%w: a raw statement for %q inside the transaction of %q (RunInTenant, a migration or a seed) would change that transaction's search_path for every statement after it; "+
+		"read another tenant there with GORM-built statements (they are qualified), or in a transaction of its own", ErrCrossTenant, v.label(), owner.label())
 }
 
 func advisoryLock(tx *gorm.DB, name string) error {

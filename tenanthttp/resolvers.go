@@ -122,7 +122,7 @@ func Header(name string, dir Directory) Resolver {
 		case len(vals) > 1:
 			return "", fmt.Errorf("%w: %d values of header %s", ErrMalformedRequest, len(vals), name)
 		}
-		if err := tenantplugin.ValidateName(vals[0]); err != nil {
+		if err := checkName(vals[0]); err != nil {
 			return "", err
 		}
 		return existing(r.Context(), dir, vals[0])
@@ -146,7 +146,7 @@ func PathPrefix(prefix string, dir Directory) Resolver {
 		if strings.ContainsRune(rawName, '%') || hidesSeparator(rawTail) {
 			return "", fmt.Errorf("%w: path %q hides a separator", ErrMalformedRequest, truncate(escaped))
 		}
-		if err := tenantplugin.ValidateName(rawName); err != nil {
+		if err := checkName(rawName); err != nil {
 			return "", err
 		}
 		tail, err := url.PathUnescape(rawTail)
@@ -183,6 +183,22 @@ func cleanPath(p string) bool {
 	}
 	trimmed := strings.TrimSuffix(p, "/")
 	return path.Clean(trimmed) == trimmed
+}
+
+// checkName checks a tenant name read from a request: a malformed one is
+// 400 (tenantplugin.ErrInvalidTenantName); a well-formed name that is
+// reserved (public, information_schema, pg_*) is no tenant, 404, as a
+// subdomain label of that name is.
+func checkName(name string) error {
+	err := tenantplugin.ValidateName(name)
+	if err == nil {
+		return nil
+	}
+	reserved := name == "public" || name == "information_schema" || strings.HasPrefix(name, "pg_")
+	if reserved && tenantplugin.ValidateName("x"+strings.TrimPrefix(name, "pg_")) == nil {
+		return &tenantplugin.UnknownTenantError{Tenant: name, Detail: "a reserved schema name, never a tenant"}
+	}
+	return err
 }
 
 func existing(ctx context.Context, dir Directory, name string) (string, error) {

@@ -164,7 +164,8 @@ func sanitize(s string) string {
 		}
 	}
 	out := strings.TrimSuffix(b.String(), "_")
-	if out == "" || (out[0] >= '0' && out[0] <= '9') || strings.HasPrefix(out, "pg_") {
+	// The name goes on with "_": a prefix "pg" would make it start with pg_.
+	if out == "" || (out[0] >= '0' && out[0] <= '9') || strings.HasPrefix(out+"_", "pg_") {
 		out = "t_" + out
 	}
 	return strings.TrimSuffix(out, "_")
