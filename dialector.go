@@ -64,9 +64,24 @@ func (g dropGuard) GuessConstraintInterfaceAndTable(stmt *gorm.Statement, name s
 	return nil, stmt.Table
 }
 
-// DropTable implements gorm.Migrator.
+// DropTable implements gorm.Migrator: refused, dropping nothing, when
+// anything outside the tenant's schema depends on one of the tables.
 func (g dropGuard) DropTable(values ...any) error {
-	objs, err := outsideDependents(g.db.Statement.Context, g.db.Statement.ConnPool, g.tenant)
+	tables := make([]string, 0, len(values))
+	for _, v := range values {
+		switch x := v.(type) {
+		case string:
+			if strings.IndexByte(x, '.') < 0 {
+				tables = append(tables, x)
+			}
+		default:
+			stmt := &gorm.Statement{DB: g.db}
+			if err := stmt.Parse(v); err == nil && strings.IndexByte(stmt.Table, '.') < 0 {
+				tables = append(tables, stmt.Table)
+			}
+		}
+	}
+	objs, err := tableDependents(g.db.Statement.Context, g.db.Statement.ConnPool, g.tenant, tables)
 	if err != nil {
 		return err
 	}

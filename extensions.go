@@ -190,7 +190,19 @@ func outsideDependents(ctx context.Context, pool gorm.ConnPool, schema string) (
 	return listStrings(ctx, pool, outsideDependentsSQL, QuoteIdentifier(schema))
 }
 
-const outsideDependentsSQL = `
+// tableDependents lists the objects outside schema that DROP TABLE ...
+// CASCADE of tables (names in schema) would drop too.
+func tableDependents(ctx context.Context, pool gorm.ConnPool, schema string, tables []string) ([]string, error) {
+	qualified := make([]string, len(tables))
+	for i, t := range tables {
+		qualified[i] = QuoteIdentifier(schema) + "." + QuoteIdentifier(t)
+	}
+	return listStrings(ctx, pool, tableDependentsSQL, QuoteIdentifier(schema), qualified)
+}
+
+// outsideDependentsSQL's common part: ns is the schema ($1), inside every
+// object that lives in it.
+const insideSQL = `
 WITH ns AS (SELECT $1::pg_catalog.regnamespace AS oid),
 inside (classid, objid) AS (
           SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass, oid FROM ns
@@ -208,10 +220,35 @@ UNION ALL SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, x.oid FROM pg_cat
 UNION ALL SELECT 'pg_catalog.pg_ts_parser'::pg_catalog.regclass, x.oid FROM pg_catalog.pg_ts_parser x, ns WHERE x.prsnamespace = ns.oid
 UNION ALL SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass, x.oid FROM pg_catalog.pg_ts_template x, ns WHERE x.tmplnamespace = ns.oid
 UNION ALL SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, x.oid FROM pg_catalog.pg_statistic_ext x, ns WHERE x.stxnamespace = ns.oid
+)`
+
+// outsideDependentsSQL: dependents of every object of the schema.
+const outsideDependentsSQL = insideSQL + `,
+targets (classid, objid) AS (SELECT classid, objid FROM inside)
+` + dependentsSQL
+
+// tableDependentsSQL: dependents of the tables $2 (qualified names; missing
+// ones skipped) and of their indexes, constraints, row types and owned
+// sequences: what DROP TABLE ... CASCADE would reach.
+const tableDependentsSQL = insideSQL + `,
+rels AS (SELECT pg_catalog.to_regclass(x)::pg_catalog.oid AS oid FROM pg_catalog.unnest($2::text[]) AS x WHERE pg_catalog.to_regclass(x) IS NOT NULL),
+targets (classid, objid) AS (
+          SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, oid FROM rels
+UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, i.indexrelid FROM pg_catalog.pg_index i JOIN rels ON i.indrelid = rels.oid
+UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, c.reltype FROM pg_catalog.pg_class c JOIN rels ON c.oid = rels.oid
+UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.typarray FROM pg_catalog.pg_type t JOIN pg_catalog.pg_class c ON t.oid = c.reltype JOIN rels ON c.oid = rels.oid
+UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid FROM pg_catalog.pg_constraint k JOIN rels ON k.conrelid = rels.oid
+UNION ALL SELECT d.classid, d.objid FROM pg_catalog.pg_depend d JOIN rels ON d.refobjid = rels.oid
+           WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'a'
 )
+` + dependentsSQL
+
+// dependentsSQL lists the objects outside the schema that depend on the
+// targets.
+const dependentsSQL = `
 SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
   FROM pg_catalog.pg_depend d
-  JOIN inside i ON d.refclassid = i.classid AND d.refobjid = i.objid
+  JOIN targets i ON d.refclassid = i.classid AND d.refobjid = i.objid
  WHERE d.deptype IN ('n', 'a')
    AND NOT EXISTS (SELECT 1 FROM inside o WHERE o.classid = d.classid AND o.objid = d.objid)
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef x JOIN pg_catalog.pg_class r ON r.oid = x.adrelid, ns
