@@ -55,13 +55,9 @@ func (m *Migrator) CloneTenant(ctx context.Context, from, to string, domains ...
 	if from == to {
 		return fmt.Errorf("%w: %q (a tenant cannot be cloned onto itself)", ErrTenantExists, to)
 	}
-	hosts := make([]string, len(domains))
-	for i, d := range domains {
-		h, err := normalizeHost(d)
-		if err != nil {
-			return err
-		}
-		hosts[i] = h
+	hosts, err := normalizeHosts(domains)
+	if err != nil {
+		return err
 	}
 	plan, err := m.ddl(ctx)
 	if err != nil {

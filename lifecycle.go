@@ -25,13 +25,9 @@ func (m *Migrator) CreateTenant(ctx context.Context, name string, domains ...str
 	if err := m.p.checkTenantName(name); err != nil {
 		return err
 	}
-	hosts := make([]string, len(domains))
-	for i, d := range domains {
-		h, err := normalizeHost(d)
-		if err != nil {
-			return err
-		}
-		hosts[i] = h
+	hosts, err := normalizeHosts(domains)
+	if err != nil {
+		return err
 	}
 	plan, err := m.ddl(ctx)
 	if err != nil {

@@ -109,6 +109,20 @@ func (m *Migrator) Domains(ctx context.Context, tenant string) ([]string, error)
 	return hosts, err
 }
 
+// normalizeHosts normalizes every domain given to CreateTenant or
+// CloneTenant.
+func normalizeHosts(domains []string) ([]string, error) {
+	hosts := make([]string, len(domains))
+	for i, d := range domains {
+		h, err := normalizeHost(d)
+		if err != nil {
+			return nil, err
+		}
+		hosts[i] = h
+	}
+	return hosts, nil
+}
+
 // normalizeHost is tenanthttp.NormalizeHost for the registry's own use.
 func normalizeHost(host string) (string, error) {
 	h, why, ok := hostname.Normalize(host)
