@@ -107,11 +107,13 @@ func (p *Plugin) routeWrite(db *gorm.DB) {
 }
 
 // routeByPath makes db's statement run under v's search_path (and role):
-// inside a transaction the route statement runs now, before the statement;
-// outside one the statement gets a transaction of its own (routedPool).
+// inside a transaction the route statement travels with the statement
+// (routedTx; on pools that are not pgx's it runs now, before it); outside
+// one the statement gets a transaction of its own (routedPool).
 func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 	stmt := db.Statement
-	if _, ok := stmt.ConnPool.(*routedPool); ok {
+	switch stmt.ConnPool.(type) {
+	case *routedPool, *routedTx:
 		return
 	}
 	sql, args := p.routeStatement(v)
@@ -123,12 +125,16 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 			db.AddError(err)
 			return
 		}
+		if t, ok := stmt.ConnPool.(*pinnedTx); ok && t.pc != nil {
+			stmt.ConnPool = &routedTx{pinnedTx: t, routeSQL: sql, routeArgs: args, v: v, p: p}
+			return
+		}
 		if _, err := stmt.ConnPool.ExecContext(stmt.Context, sql, args...); err != nil {
 			db.AddError(routeError(v, err))
 		}
 		return
 	}
-	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v}
+	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v, p: p}
 }
 
 // rawTableExpr reports a table expression the builders cannot qualify
@@ -154,8 +160,11 @@ func rawTableExpr(stmt *gorm.Statement) bool {
 func (p *Plugin) translateError(db *gorm.DB) {
 	// The per-statement routing pool must not outlive the statement: a
 	// statement reused or cloned into another tenant's context would carry it.
-	if rp, ok := db.Statement.ConnPool.(*routedPool); ok {
+	switch rp := db.Statement.ConnPool.(type) {
+	case *routedPool:
 		db.Statement.ConnPool = rp.inner
+	case *routedTx:
+		db.Statement.ConnPool = rp.pinnedTx
 	}
 	if db.Error == nil {
 		return

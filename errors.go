@@ -292,3 +292,11 @@ func (e *MigrationError) Error() string {
 
 // Unwrap gives errors.Is and errors.As the cause.
 func (e *MigrationError) Unwrap() error { return e.Err }
+
+// Internal errors: they reach callers only through a misuse the library
+// itself would have to make, or a pool that cannot begin transactions.
+var (
+	errHandoffOnly = errors.New("tenantplugin: internal handoff connection only hands over rows")
+	errNoBegin     = errors.New("tenantplugin: the connection pool cannot begin transactions, so raw SQL cannot be routed")
+	errCaptured    = errors.New("captured") // rolls back the capture transaction (capture.go)
+)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
+
 	"gorm.io/gorm"
 )
 
@@ -33,6 +35,9 @@ type Plugin struct {
 	dir     *Directory
 
 	citus citusState // Citus or plain PostgreSQL, detected once (citus.go)
+
+	tracerOnce  sync.Once
+	queryTracer pgx.QueryTracer // the pool's pgx tracer (pipeline.go)
 }
 
 // Option configures a Plugin.

@@ -3,6 +3,9 @@ package tenantplugin
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+
+	"github.com/jackc/pgx/v5"
 
 	"gorm.io/gorm"
 )
@@ -36,50 +39,95 @@ func (d *driftPool) ExecContext(ctx context.Context, query string, args ...any) 
 	return retryOnDrift(func() (sql.Result, error) { return d.ConnPool.ExecContext(ctx, query, args...) })
 }
 
-// BeginTx implements gorm.ConnPoolBeginner. A transaction gets the hot set
-// (hotTx) but no drift retry: an error aborts it.
+// BeginTx implements gorm.ConnPoolBeginner. The transaction runs on a
+// connection held for it (pinnedTx), so that routed raw statements inside it
+// can travel with their route statement in one round trip (pipeline.go). It
+// gets the hot set but no drift retry: an error aborts it.
 func (d *driftPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
-	var tx gorm.ConnPool
-	var err error
-	switch b := d.ConnPool.(type) {
-	case gorm.TxBeginner:
-		tx, err = b.BeginTx(ctx, opts)
-	case gorm.ConnPoolBeginner:
-		tx, err = b.BeginTx(ctx, opts)
-	default:
+	db, ok := d.ConnPool.(*sql.DB)
+	if !ok {
+		switch b := d.ConnPool.(type) {
+		case gorm.TxBeginner:
+			return b.BeginTx(ctx, opts)
+		case gorm.ConnPoolBeginner:
+			return b.BeginTx(ctx, opts)
+		}
 		return nil, gorm.ErrInvalidTransaction
 	}
-	if err != nil || d.hot == nil {
-		return tx, err
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if t, ok := tx.(*sql.Tx); ok {
-		return &hotTx{Tx: t, hot: d.hot, db: d}, nil
+	t := &pinnedTx{conn: conn, pc: pgxOf(conn), hot: d.hot, db: d}
+	if t.Tx, err = conn.BeginTx(ctx, opts); err != nil {
+		conn.Close()
+		return nil, err
 	}
-	return tx, nil
+	// database/sql rolls a transaction back when its context ends; the
+	// connection held for it then goes back to the pool, as it would from
+	// a *sql.Tx.
+	t.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	return t, nil
 }
 
-// hotTx gives a transaction's hot statements the prepared mode too. No
-// retry here: an error aborts the transaction.
-type hotTx struct {
+// pinnedTx is a transaction on a connection held for it: a *sql.Tx begun on
+// a *sql.Conn, whose pgx connection (pc, nil on other drivers) pipelines
+// routed raw statements (routedTx). Commit and Rollback give the connection
+// back. A caller who never ends the transaction holds the connection, as
+// with a *sql.Tx.
+type pinnedTx struct {
 	*sql.Tx
-	hot *hotSet
-	db  *driftPool
+	conn *sql.Conn
+	pc   *pgx.Conn
+	hot  *hotSet
+	db   *driftPool
+	stop func() bool
+	open driver.Rows // routed rows not yet closed (routedTx)
 }
 
-func (t *hotTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (t *pinnedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	return t.Tx.QueryContext(ctx, query, t.hot.withMode(query, args)...)
 }
 
-func (t *hotTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (t *pinnedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	return t.Tx.QueryRowContext(ctx, query, t.hot.withMode(query, args)...)
 }
 
-func (t *hotTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (t *pinnedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	return t.Tx.ExecContext(ctx, query, t.hot.withMode(query, args)...)
 }
 
+// Commit closes routed rows still open (as a *sql.Tx closes its rows),
+// commits and gives the connection back.
+func (t *pinnedTx) Commit() error {
+	t.closeOpen()
+	err := t.Tx.Commit()
+	t.release()
+	return err
+}
+
+// Rollback is Commit's twin.
+func (t *pinnedTx) Rollback() error {
+	t.closeOpen()
+	err := t.Tx.Rollback()
+	t.release()
+	return err
+}
+
+func (t *pinnedTx) closeOpen() {
+	if t.open != nil {
+		t.open.Close()
+		t.open = nil
+	}
+}
+
+func (t *pinnedTx) release() {
+	t.stop()
+	t.conn.Close()
+}
+
 // GetDBConn keeps db.DB() working inside a transaction.
-func (t *hotTx) GetDBConn() (*sql.DB, error) { return t.db.GetDBConn() }
+func (t *pinnedTx) GetDBConn() (*sql.DB, error) { return t.db.GetDBConn() }
 
 // GetDBConn implements gorm.GetDBConnector, so db.DB() keeps working.
 func (d *driftPool) GetDBConn() (*sql.DB, error) {
@@ -102,9 +150,17 @@ func (d *driftPool) Conn(ctx context.Context) (*sql.Conn, error) {
 	return nil, gorm.ErrInvalidDB
 }
 
-// installDriftRetry wraps the database's pool (not transactions).
+// installDriftRetry wraps the database's pool (not transactions). Under
+// GORM's PrepareStmt mode it wraps the pool inside *gorm.PreparedStmtDB, so
+// that db.ConnPool stays GORM's prepared-statement manager.
 func installDriftRetry(db *gorm.DB) {
 	if _, ok := db.ConnPool.(gorm.TxCommitter); ok || db.ConnPool == nil {
+		return
+	}
+	if ps, ok := db.ConnPool.(*gorm.PreparedStmtDB); ok {
+		if _, done := ps.ConnPool.(*driftPool); !done && ps.ConnPool != nil {
+			ps.ConnPool = &driftPool{ConnPool: ps.ConnPool, hot: hotSetFor(db)}
+		}
 		return
 	}
 	if _, ok := db.ConnPool.(*driftPool); ok {

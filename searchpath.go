@@ -3,30 +3,32 @@ package tenantplugin
 import (
 	"context"
 	"database/sql"
-	"errors"
+	"database/sql/driver"
 	"fmt"
 
 	"gorm.io/gorm"
 )
 
-// routedPool runs statements that must be routed by search_path (raw SQL)
-// when no transaction is open: each one gets a transaction of its own,
+// routedPool runs a statement that must be routed by search_path (raw SQL,
+// or a GORM statement carrying raw fragments) when no transaction is open.
+// On a pgx pool the route statement and the statement travel together in one
+// round trip and one implicit transaction (pipeline.go); the rows stream, on
+// a connection held until they are closed. On other pools each statement
+// gets a transaction of its own,
 //
 //	BEGIN; SELECT set_config('search_path', $1, true); <statement>; COMMIT
 //
-// so the setting ends with the transaction and no pooled connection keeps it.
-// A query's rows are read completely before COMMIT and handed to the caller
-// from memory (see buffered.go); wrap large raw reads in a transaction to
-// stream them. When GORM opens its default transaction on this pool (create,
-// update, delete), the search_path is set right after BEGIN instead.
+// whose rows also stream and whose COMMIT comes when they are closed. Either
+// way the setting ends with the transaction and no pooled connection keeps
+// it. When GORM opens its default transaction on this pool (create, update,
+// delete), the search_path is set right after BEGIN instead.
 type routedPool struct {
 	inner     gorm.ConnPool
 	routeSQL  string // set_config of search_path (and role)
 	routeArgs []any
 	v         *tenantValue
+	p         *Plugin
 }
-
-var errNoBegin = errors.New("tenantplugin: the connection pool cannot begin transactions, so raw SQL cannot be routed")
 
 func (r *routedPool) begin(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, gorm.TxCommitter, error) {
 	var tx gorm.ConnPool
@@ -70,15 +72,29 @@ func (r *routedPool) PrepareContext(ctx context.Context, query string) (*sql.Stm
 	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are only routed inside a transaction", r.v.label())
 }
 
-// ExecContext runs query in a transaction of its own under the search_path.
-// Raw SQL has the same text for every tenant, so the driver's cached plan or
-// description of it may fit another tenant's layout (mid-migration): such a
-// failure is retried once, in a new transaction.
+// ExecContext runs query under the search_path in a transaction of its own.
 func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return retryOnDrift(func() (sql.Result, error) { return r.exec(ctx, query, args) })
+	if db := sqlDBOf(r.inner); db != nil {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, r.wrap("connect", err)
+		}
+		defer conn.Close()
+		if pc := pgxOf(conn); pc != nil {
+			res, routeErr, err := pipelinedExec(ctx, pc, r.p.tracer(pc), r.routeSQL, r.routeArgs, query, args)
+			if routeErr {
+				err = routeError(r.v, err)
+			}
+			return res, err
+		}
+	}
+	// Raw SQL has the same text for every tenant, so the driver's cached
+	// plan or description of it may fit another tenant's layout
+	// (mid-migration): such a failure is retried once, in a new transaction.
+	return retryOnDrift(func() (sql.Result, error) { return r.execInTx(ctx, query, args) })
 }
 
-func (r *routedPool) exec(ctx context.Context, query string, args []any) (sql.Result, error) {
+func (r *routedPool) execInTx(ctx context.Context, query string, args []any) (sql.Result, error) {
 	tx, c, err := r.begin(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -94,30 +110,45 @@ func (r *routedPool) exec(ctx context.Context, query string, args []any) (sql.Re
 	return res, nil
 }
 
-// QueryContext runs query in a transaction of its own under the search_path
-// and returns its rows from memory.
+// QueryContext runs query under the search_path in a transaction of its own
+// and streams its rows; the transaction ends when they are closed or read to
+// the end.
 func (r *routedPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	res, err := r.query(ctx, query, args)
+	rows, err := r.query(ctx, query, args)
 	if err != nil {
 		return nil, err
 	}
-	return res.rows(ctx)
+	return asSQLRows(ctx, rows)
 }
 
 // QueryRowContext is QueryContext for one row.
 func (r *routedPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	res, err := r.query(ctx, query, args)
-	if err != nil {
-		res = &bufferedResult{err: err}
+	rows, err := r.query(ctx, query, args)
+	return asSQLRow(ctx, rows, err)
+}
+
+func (r *routedPool) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
+	if db := sqlDBOf(r.inner); db != nil {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, r.wrap("connect", err)
+		}
+		if pc := pgxOf(conn); pc != nil {
+			rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.tracer(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
+			if err != nil {
+				conn.Close()
+				if routeErr {
+					err = routeError(r.v, err)
+				}
+			}
+			return rows, err
+		}
+		conn.Close()
 	}
-	return res.row(ctx)
+	return retryOnDrift(func() (driver.Rows, error) { return r.queryInTx(ctx, query, args) })
 }
 
-func (r *routedPool) query(ctx context.Context, query string, args []any) (*bufferedResult, error) {
-	return retryOnDrift(func() (*bufferedResult, error) { return r.queryOnce(ctx, query, args) })
-}
-
-func (r *routedPool) queryOnce(ctx context.Context, query string, args []any) (*bufferedResult, error) {
+func (r *routedPool) queryInTx(ctx context.Context, query string, args []any) (driver.Rows, error) {
 	tx, c, err := r.begin(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -127,13 +158,13 @@ func (r *routedPool) queryOnce(ctx context.Context, query string, args []any) (*
 		_ = c.Rollback()
 		return nil, err
 	}
-	res, err := bufferRows(rows)
-	if err != nil {
-		_ = c.Rollback()
-		return nil, err
-	}
-	if err := c.Commit(); err != nil {
-		return nil, r.wrap("commit", err)
-	}
-	return res, nil
+	return newTxRows(rows, func(ok bool) error {
+		if !ok {
+			return c.Rollback()
+		}
+		if err := c.Commit(); err != nil {
+			return r.wrap("commit", err)
+		}
+		return nil
+	})
 }

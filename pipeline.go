@@ -1,0 +1,262 @@
+package tenantplugin
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/gorm"
+)
+
+// A routed raw statement travels with its route statement in one network
+// round trip: both are queued on the pgx connection and followed by a single
+// Sync (pgconn.Batch). Why this and not the alternatives:
+//
+//   - PostgreSQL runs the messages before a Sync as one implicit transaction
+//     (extended query protocol), so set_config(..., true) holds for the
+//     statement and ends with it: no pooled connection keeps the path, and
+//     no BEGIN and COMMIT are needed outside a transaction. Inside the
+//     caller's transaction the same pipeline just adds the route in front.
+//   - The statement is parsed unnamed (pgx's exec mode: parameters in text,
+//     their types inferred by the server) after the route has run, so its
+//     names resolve under the tenant's path. pgx's own batches cannot do
+//     that: in its cache modes they prepare or describe new statements in a
+//     round trip of their own, before the route, under the connection's
+//     default path (a missing table would abort the caller's transaction).
+//   - A multi-statement simple-protocol string would inline the arguments in
+//     the text; it is used only for statements without arguments, which pgx
+//     sends that way anyway (so scripts of several statements keep working).
+//
+// The rows stream: the caller reads them from the connection as they come
+// (rows.go), and the connection goes back to the pool when they are closed.
+
+// pgxOf returns the pgx connection under a database/sql connection, or nil
+// when the driver is not pgx's stdlib.
+func pgxOf(c *sql.Conn) *pgx.Conn {
+	var pc *pgx.Conn
+	_ = c.Raw(func(dc any) error {
+		if s, ok := dc.(*stdlib.Conn); ok {
+			pc = s.Conn()
+		}
+		return nil
+	})
+	return pc
+}
+
+// sqlDBOf returns the *sql.DB under a pool, or nil.
+func sqlDBOf(pool gorm.ConnPool) *sql.DB {
+	switch p := pool.(type) {
+	case *sql.DB:
+		return p
+	case gorm.GetDBConnector:
+		if db, err := p.GetDBConn(); err == nil {
+			return db
+		}
+	}
+	return nil
+}
+
+var builders = sync.Pool{New: func() any { return new(pgx.ExtendedQueryBuilder) }}
+
+// sendRouted sends route and then query on pc in one round trip and reads
+// the route's result. On success the returned reader is positioned before
+// the query's result; on failure it has been closed and the error comes from
+// the route (routeErr true) or from the statement.
+func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route string, routeArgs []any, query string, args []any) (mrr *pgconn.MultiResultReader, routeErr bool, err error) {
+	rctx := ctx
+	if tr != nil {
+		rctx = tr.TraceQueryStart(ctx, pc, pgx.TraceQueryStartData{SQL: route, Args: routeArgs})
+	}
+	if len(args) == 0 {
+		// Like pgx: no arguments, simple protocol (a script may hold
+		// several statements). The route's values are validated names.
+		mrr = pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)
+	} else {
+		batch := &pgconn.Batch{}
+		batch.ExecParams(route, textParams(routeArgs), nil, nil, nil)
+		eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
+		if err := eqb.Build(pc.TypeMap(), nil, args); err != nil {
+			builders.Put(eqb)
+			return nil, false, err
+		}
+		batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+		builders.Put(eqb)
+		mrr = pc.PgConn().ExecBatch(ctx, batch)
+	}
+	var tag pgconn.CommandTag
+	if !mrr.NextResult() {
+		err = closeErr(mrr, errors.New("no result for the route statement"))
+	} else if tag, err = mrr.ResultReader().Close(); err != nil {
+		err = closeErr(mrr, err)
+	}
+	if tr != nil {
+		tr.TraceQueryEnd(rctx, pc, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	return mrr, false, nil
+}
+
+// traced reports the statement of a pipeline to the connection's tracer
+// (pgx.ConnConfig.Tracer, e.g. OpenTelemetry or a query log), as pgx
+// reports the statements it sends itself: it returns the function that
+// reports its end.
+func traced(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, query string, args []any) func(pgconn.CommandTag, error) {
+	if tr == nil {
+		return func(pgconn.CommandTag, error) {}
+	}
+	ctx = tr.TraceQueryStart(ctx, pc, pgx.TraceQueryStartData{SQL: query, Args: args})
+	return func(tag pgconn.CommandTag, err error) {
+		tr.TraceQueryEnd(ctx, pc, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
+	}
+}
+
+// closeErr closes mrr and returns its first error, or fallback.
+func closeErr(mrr *pgconn.MultiResultReader, fallback error) error {
+	if err := mrr.Close(); err != nil {
+		return err
+	}
+	return fallback
+}
+
+// textParams encodes the route statement's arguments (strings) in text format.
+func textParams(args []any) [][]byte {
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		out[i] = []byte(a.(string))
+	}
+	return out
+}
+
+// inlineRoute writes the route statement with its arguments as literals.
+// They are the library's own quoted names and paths, built from validated
+// names; quoteLiteral escapes them anyway.
+func inlineRoute(route string, args []any) string {
+	for i := len(args); i >= 1; i-- {
+		route = strings.ReplaceAll(route, "$"+string(rune('0'+i)), quoteLiteral(args[i-1].(string)))
+	}
+	return route
+}
+
+// pipelinedExec runs a routed statement that returns no rows to the caller.
+func pipelinedExec(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route string, routeArgs []any, query string, args []any) (sql.Result, bool, error) {
+	mrr, routeErr, err := sendRouted(ctx, pc, tr, route, routeArgs, query, args)
+	if err != nil {
+		return nil, routeErr, err
+	}
+	end := traced(ctx, pc, tr, query, args)
+	var tag pgconn.CommandTag
+	for err == nil && mrr.NextResult() {
+		if tag, err = mrr.ResultReader().Close(); err != nil {
+			err = closeErr(mrr, err)
+		}
+	}
+	if err == nil {
+		err = mrr.Close()
+	}
+	end(tag, err)
+	if err != nil {
+		return nil, false, err
+	}
+	return driver.RowsAffected(tag.RowsAffected()), false, nil
+}
+
+// pipelinedQuery runs a routed query and returns its rows, streaming;
+// release runs when they are closed.
+func pipelinedQuery(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, bool, error) {
+	mrr, routeErr, err := sendRouted(ctx, pc, tr, route, routeArgs, query, args)
+	if err != nil {
+		return nil, routeErr, err
+	}
+	end := traced(ctx, pc, tr, query, args)
+	if !mrr.NextResult() {
+		err = closeErr(mrr, errors.New("the statement returned no result"))
+		end(pgconn.CommandTag{}, err)
+		return nil, false, err
+	}
+	rr := mrr.ResultReader()
+	// Read up to the first row, as pgx's stdlib does in QueryContext: an
+	// error before it is the query's error.
+	more := rr.NextRow()
+	if !more {
+		if tag, err := rr.Close(); err != nil {
+			err = closeErr(mrr, err)
+			end(tag, err)
+			return nil, false, err
+		}
+	}
+	return newPgxRows(pc.TypeMap(), rr, more, func(tag pgconn.CommandTag, err error) error {
+		if cerr := mrr.Close(); err == nil {
+			err = cerr
+		}
+		end(tag, err)
+		return errors.Join(err, release())
+	}), false, nil
+}
+
+// tracer returns the query tracer of the pool's pgx configuration
+// (pgx.ConnConfig.Tracer), read once: every connection of the plugin's pool
+// comes from the same configuration.
+func (p *Plugin) tracer(pc *pgx.Conn) pgx.QueryTracer {
+	p.tracerOnce.Do(func() { p.queryTracer, _ = pc.Config().Tracer.(pgx.QueryTracer) })
+	return p.queryTracer
+}
+
+// routedTx is the caller's transaction (pinnedTx) while it runs one routed
+// statement: the route statement travels with the statement, in one round
+// trip, and sets the path for every such statement (a savepoint rolled back
+// since cannot leave a stale one).
+type routedTx struct {
+	*pinnedTx
+	routeSQL  string
+	routeArgs []any
+	v         *tenantValue
+	p         *Plugin
+}
+
+func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.tracer(r.pc), r.routeSQL, r.routeArgs, query, args)
+	if routeErr {
+		err = routeError(r.v, err)
+	}
+	return res, err
+}
+
+func (r *routedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := r.query(ctx, query, args)
+	if err != nil {
+		return nil, err
+	}
+	return asSQLRows(ctx, rows)
+}
+
+func (r *routedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	rows, err := r.query(ctx, query, args)
+	return asSQLRow(ctx, rows, err)
+}
+
+// PrepareContext is refused, as on routedPool: the route would not travel
+// with the prepared statement's later executions.
+func (r *routedTx) PrepareContext(context.Context, string) (*sql.Stmt, error) {
+	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are not routed; run the statement itself", r.v.label())
+}
+
+func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
+	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.tracer(r.pc), r.routeSQL, r.routeArgs, query, args, func() error { return nil })
+	if err != nil {
+		if routeErr {
+			err = routeError(r.v, err)
+		}
+		return nil, err
+	}
+	r.open = rows
+	return rows, nil
+}
