@@ -65,44 +65,74 @@ func sqlDBOf(pool gorm.ConnPool) *sql.DB {
 
 var builders = sync.Pool{New: func() any { return new(pgx.ExtendedQueryBuilder) }}
 
-// sendRouted sends route and then query on pc in one round trip and reads
-// the route's result. On success the returned reader is positioned before
-// the query's result; on failure it has been closed and the error comes from
-// the route (routeErr true) or from the statement.
-func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route string, routeArgs []any, query string, args []any) (mrr *pgconn.MultiResultReader, routeErr bool, err error) {
+// results are a routed statement's results, read after the route's: next
+// returns the statement's next result, finish reads what is left and ends
+// the round trip, returning its first error.
+type results interface {
+	next() (*pgconn.ResultReader, error)
+	finish() error
+}
+
+// batchResults reads a pgconn batch or a simple-protocol script.
+type batchResults struct{ mrr *pgconn.MultiResultReader }
+
+func (b batchResults) next() (*pgconn.ResultReader, error) {
+	if b.mrr.NextResult() {
+		return b.mrr.ResultReader(), nil
+	}
+	return nil, b.mrr.Close()
+}
+
+func (b batchResults) finish() error { return b.mrr.Close() }
+
+// sendRouted sends route and then query on pc in one round trip (two the
+// first time a connection sees the text with prepared statements, as pgx's
+// own cache mode) and reads the route's result. On failure everything has
+// been read and the error comes from the route (routeErr true) or from the
+// statement.
+func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named bool, route string, routeArgs []any, query string, args []any) (res results, routeErr bool, err error) {
 	rctx := ctx
 	if tr != nil {
 		rctx = tr.TraceQueryStart(ctx, pc, pgx.TraceQueryStartData{SQL: route, Args: routeArgs})
 	}
-	if len(args) == 0 {
+	var tag pgconn.CommandTag
+	switch {
+	case len(args) == 0:
 		// Like pgx: no arguments, simple protocol (a script may hold
 		// several statements). The route's values are validated names.
-		mrr = pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)
-	} else {
+		res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)})
+	case named:
+		res, tag, routeErr, err = sendPrepared(ctx, pc, route, routeArgs, query, args)
+	default:
 		batch := &pgconn.Batch{}
 		batch.ExecParams(route, textParams(routeArgs), nil, nil, nil)
 		eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
-		if err := eqb.Build(pc.TypeMap(), nil, args); err != nil {
-			builders.Put(eqb)
-			return nil, false, err
+		if err = eqb.Build(pc.TypeMap(), nil, args); err == nil {
+			batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+			res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().ExecBatch(ctx, batch)})
 		}
-		batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
 		builders.Put(eqb)
-		mrr = pc.PgConn().ExecBatch(ctx, batch)
-	}
-	var tag pgconn.CommandTag
-	if !mrr.NextResult() {
-		err = closeErr(mrr, errors.New("no result for the route statement"))
-	} else if tag, err = mrr.ResultReader().Close(); err != nil {
-		err = closeErr(mrr, err)
 	}
 	if tr != nil {
 		tr.TraceQueryEnd(rctx, pc, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
 	}
-	if err != nil {
-		return nil, true, err
+	return res, routeErr, err
+}
+
+// readRoute reads the route statement's result off res.
+func readRoute(res results) (results, pgconn.CommandTag, bool, error) {
+	rr, err := res.next()
+	if err == nil && rr == nil {
+		err = errors.New("no result for the route statement")
 	}
-	return mrr, false, nil
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = rr.Close()
+	}
+	if err != nil {
+		return nil, tag, true, firstErr(err, res.finish())
+	}
+	return res, tag, false, nil
 }
 
 // traced reports the statement of a pipeline to the connection's tracer
@@ -117,14 +147,6 @@ func traced(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, query string,
 	return func(tag pgconn.CommandTag, err error) {
 		tr.TraceQueryEnd(ctx, pc, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
 	}
-}
-
-// closeErr closes mrr and returns its first error, or fallback.
-func closeErr(mrr *pgconn.MultiResultReader, fallback error) error {
-	if err := mrr.Close(); err != nil {
-		return err
-	}
-	return fallback
 }
 
 // textParams encodes the route statement's arguments (strings) in text format.
@@ -147,21 +169,25 @@ func inlineRoute(route string, args []any) string {
 }
 
 // pipelinedExec runs a routed statement that returns no rows to the caller.
-func pipelinedExec(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route string, routeArgs []any, query string, args []any) (sql.Result, bool, error) {
-	mrr, routeErr, err := sendRouted(ctx, pc, tr, route, routeArgs, query, args)
+func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pgxSettings, route string, routeArgs []any, query string, args []any) (sql.Result, bool, error) {
+	tr := set.tracer
+	res, routeErr, err := sendRouted(ctx, pc, tr, set.named, route, routeArgs, query, args)
 	if err != nil {
 		return nil, routeErr, err
 	}
 	end := traced(ctx, pc, tr, query, args)
 	var tag pgconn.CommandTag
-	for err == nil && mrr.NextResult() {
-		if tag, err = mrr.ResultReader().Close(); err != nil {
-			err = closeErr(mrr, err)
+	for {
+		rr, rerr := res.next()
+		if rerr != nil || rr == nil {
+			err = rerr
+			break
+		}
+		if tag, err = rr.Close(); err != nil {
+			break
 		}
 	}
-	if err == nil {
-		err = mrr.Close()
-	}
+	err = firstErr(err, res.finish())
 	end(tag, err)
 	if err != nil {
 		return nil, false, err
@@ -171,43 +197,61 @@ func pipelinedExec(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route 
 
 // pipelinedQuery runs a routed query and returns its rows, streaming;
 // release runs when they are closed.
-func pipelinedQuery(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, bool, error) {
-	mrr, routeErr, err := sendRouted(ctx, pc, tr, route, routeArgs, query, args)
+func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pgxSettings, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, bool, error) {
+	tr := set.tracer
+	res, routeErr, err := sendRouted(ctx, pc, tr, set.named, route, routeArgs, query, args)
 	if err != nil {
 		return nil, routeErr, err
 	}
 	end := traced(ctx, pc, tr, query, args)
-	if !mrr.NextResult() {
-		err = closeErr(mrr, errors.New("the statement returned no result"))
+	rr, err := res.next()
+	if err == nil && rr == nil {
+		err = errors.New("the statement returned no result")
+	}
+	if err != nil {
+		err = firstErr(err, res.finish())
 		end(pgconn.CommandTag{}, err)
 		return nil, false, err
 	}
-	rr := mrr.ResultReader()
 	// Read up to the first row, as pgx's stdlib does in QueryContext: an
 	// error before it is the query's error.
 	more := rr.NextRow()
 	if !more {
 		if tag, err := rr.Close(); err != nil {
-			err = closeErr(mrr, err)
+			err = firstErr(err, res.finish())
 			end(tag, err)
 			return nil, false, err
 		}
 	}
 	return newPgxRows(pc.TypeMap(), rr, more, func(tag pgconn.CommandTag, err error) error {
-		if cerr := mrr.Close(); err == nil {
-			err = cerr
+		if ferr := res.finish(); err == nil {
+			err = ferr
 		}
 		end(tag, err)
 		return errors.Join(err, release())
 	}), false, nil
 }
 
-// tracer returns the query tracer of the pool's pgx configuration
-// (pgx.ConnConfig.Tracer), read once: every connection of the plugin's pool
-// comes from the same configuration.
-func (p *Plugin) tracer(pc *pgx.Conn) pgx.QueryTracer {
-	p.tracerOnce.Do(func() { p.queryTracer, _ = pc.Config().Tracer.(pgx.QueryTracer) })
-	return p.queryTracer
+// pgxSettings are what the plugin reads once from its pool's pgx
+// configuration (every connection of the pool comes from it): the query
+// tracer (pgx.ConnConfig.Tracer, e.g. OpenTelemetry or a query log), and
+// whether routed raw statements may be prepared statements (prepared.go):
+// yes in pgx's default mode (cache_statement) and in tenantplugin.Open's,
+// no when the DSN names another mode (exec, simple_protocol, cache_describe:
+// PgBouncer before 1.21 in transaction mode keeps no prepared statements).
+type pgxSettings struct {
+	tracer pgx.QueryTracer
+	named  bool
+}
+
+func (p *Plugin) pgxSettings(pc *pgx.Conn) pgxSettings {
+	p.pgxOnce.Do(func() {
+		cfg := pc.Config()
+		p.pgx.tracer, _ = cfg.Tracer.(pgx.QueryTracer)
+		p.pgx.named = cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement ||
+			(cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheDescribe && !strings.Contains(cfg.ConnString(), "default_query_exec_mode"))
+	})
+	return p.pgx
 }
 
 // routedTx is the caller's transaction (pinnedTx) while it runs one routed
@@ -223,7 +267,7 @@ type routedTx struct {
 }
 
 func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.tracer(r.pc), r.routeSQL, r.routeArgs, query, args)
+	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.pgxSettings(r.pc), r.routeSQL, r.routeArgs, query, args)
 	if routeErr {
 		err = routeError(r.v, err)
 	}
@@ -250,7 +294,7 @@ func (r *routedTx) PrepareContext(context.Context, string) (*sql.Stmt, error) {
 }
 
 func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.tracer(r.pc), r.routeSQL, r.routeArgs, query, args, func() error { return nil })
+	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.pgxSettings(r.pc), r.routeSQL, r.routeArgs, query, args, func() error { return nil })
 	if err != nil {
 		if routeErr {
 			err = routeError(r.v, err)
@@ -259,4 +303,12 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	}
 	r.open = rows
 	return rows, nil
+}
+
+// firstErr returns a, or b when a is nil.
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
-
 	"gorm.io/gorm"
 )
 
@@ -36,8 +34,8 @@ type Plugin struct {
 
 	citus citusState // Citus or plain PostgreSQL, detected once (citus.go)
 
-	tracerOnce  sync.Once
-	queryTracer pgx.QueryTracer // the pool's pgx tracer (pipeline.go)
+	pgxOnce sync.Once
+	pgx     pgxSettings // read from the pool's pgx configuration (pipeline.go)
 }
 
 // Option configures a Plugin.

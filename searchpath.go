@@ -81,11 +81,15 @@ func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any)
 		}
 		defer conn.Close()
 		if pc := pgxOf(conn); pc != nil {
-			res, routeErr, err := pipelinedExec(ctx, pc, r.p.tracer(pc), r.routeSQL, r.routeArgs, query, args)
-			if routeErr {
-				err = routeError(r.v, err)
-			}
-			return res, err
+			// A prepared raw statement may no longer fit this tenant's
+			// layout (drift.go): it is prepared again and run once more.
+			return retryOnDrift(func() (sql.Result, error) {
+				res, routeErr, err := pipelinedExec(ctx, pc, r.p.pgxSettings(pc), r.routeSQL, r.routeArgs, query, args)
+				if routeErr {
+					err = routeError(r.v, err)
+				}
+				return res, err
+			})
 		}
 	}
 	// Raw SQL has the same text for every tenant, so the driver's cached
@@ -134,12 +138,15 @@ func (r *routedPool) query(ctx context.Context, query string, args []any) (drive
 			return nil, r.wrap("connect", err)
 		}
 		if pc := pgxOf(conn); pc != nil {
-			rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.tracer(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
-			if err != nil {
-				conn.Close()
+			rows, err := retryOnDrift(func() (driver.Rows, error) {
+				rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.pgxSettings(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
 				if routeErr {
 					err = routeError(r.v, err)
 				}
+				return rows, err
+			})
+			if err != nil {
+				conn.Close()
 			}
 			return rows, err
 		}

@@ -1,0 +1,262 @@
+package integration_test
+
+// Issue 15: a routed raw statement costs the round trips of the same
+// statement hand-qualified and unrouted, outside and inside a transaction,
+// on postgres.Open and on tenantplugin.Open; its rows stream; the connection
+// it used goes back to the pool clean.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// countingConn counts the client's writes: pgx writes each round trip's
+// messages (a pipeline included) in one write.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) { c.writes.Add(1); return c.Conn.Write(b) }
+
+// openCounting opens GORM on the test database the design card's way
+// (postgres.New over pgx's defaults, which is postgres.Open) or through
+// tenantplugin.Open, counting the client's writes.
+func openCounting(t *testing.T, viaOpen bool, writes *atomic.Int64) *gorm.DB {
+	t.Helper()
+	dial := func(cfg *pgx.ConnConfig) {
+		d := &net.Dialer{}
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{c, writes}, nil
+		}
+	}
+	var dialector gorm.Dialector
+	if viaOpen {
+		dialector = tenantplugin.Open(server.URL, tenantplugin.WithPgxConfig(dial))
+	} else {
+		cfg, err := pgx.ParseConfig(server.URL)
+		require.NoError(t, err)
+		dial(cfg)
+		dialector = postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)})
+	}
+	db, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	sqlDB.SetMaxOpenConns(1)
+	t.Cleanup(func() { sqlDB.Close() })
+	return db
+}
+
+func TestRoutedRawSQLCostsTheRoundTripsOfUnroutedSQL(t *testing.T) {
+	for _, viaOpen := range []bool{false, true} {
+		name := map[bool]string{false: "postgres.Open", true: "tenantplugin.Open"}[viaOpen]
+		t.Run(name, func(t *testing.T) {
+			var writes atomic.Int64
+			db := openCounting(t, viaOpen, &writes)
+			p := testPlugin(fmt.Sprintf("rt_%d", sharedN.Add(1)))
+			require.NoError(t, db.Use(p))
+			m := p.Migrator()
+			ctx := context.Background()
+			require.NoError(t, m.MigrateShared(ctx))
+			tn := fmt.Sprintf("rt%d", tenantN.Add(1))
+			require.NoError(t, m.CreateTenant(ctx, tn))
+			t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
+			tdb := db.WithContext(tenantplugin.WithTenant(ctx, tn))
+			require.NoError(t, tdb.Create(&Poll{Question: "q", Owner: tn}).Error)
+			qualified := "SELECT owner FROM " + tenantplugin.QuoteIdentifier(tn) + ".polls WHERE id = ?"
+
+			// measure returns the client writes of fn, after one warm-up run
+			// (prepared statements, caches).
+			measure := func(fn func() error) int64 {
+				require.NoError(t, fn())
+				before := writes.Load()
+				require.NoError(t, fn())
+				return writes.Load() - before
+			}
+			var owner string
+			routed := measure(func() error { return tdb.Raw("SELECT owner FROM polls WHERE id = ?", 1).Scan(&owner).Error })
+			assert.Equal(t, tn, owner)
+			unrouted := measure(func() error { return db.Raw(qualified, 1).Scan(&owner).Error })
+			assert.Equal(t, int64(1), routed, "routed raw query outside a transaction")
+			assert.Equal(t, unrouted, routed)
+
+			routedExec := measure(func() error { return tdb.Exec("UPDATE polls SET question = ? WHERE id = ?", "x", 1).Error })
+			assert.Equal(t, int64(1), routedExec, "routed raw exec outside a transaction")
+
+			inTx := func(stmt string, db *gorm.DB) func() error {
+				return func() error {
+					return db.Transaction(func(tx *gorm.DB) error {
+						for i := 0; i < 3; i++ {
+							if err := tx.Raw(stmt, 1).Scan(&owner).Error; err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+				}
+			}
+			routedTx := measure(inTx("SELECT owner FROM polls WHERE id = ?", tdb))
+			unroutedTx := measure(inTx(qualified, db))
+			assert.Equal(t, int64(5), routedTx, "BEGIN, three statements, COMMIT")
+			assert.Equal(t, unroutedTx, routedTx)
+			assert.Equal(t, tn, owner)
+		})
+	}
+}
+
+// TestRoutedRawRowsStream: reading 200,000 routed rows through Rows() holds
+// a bounded number of them; the connection goes back to the pool, with no
+// transaction and no tenant path, when they are closed or read to the end.
+func TestRoutedRawRowsStream(t *testing.T) {
+	e := newEnv(t, 1)
+	tn := e.tenant("stream")
+	require.NoError(t, e.as(tn).Exec(
+		"INSERT INTO polls (question, owner) SELECT 'question number ' || g, 'owner' FROM generate_series(1, 200000) g").Error)
+	sqlDB, err := e.db.DB()
+	require.NoError(t, err)
+
+	rows, err := e.as(tn).Raw("SELECT id, question FROM polls ORDER BY id").Rows()
+	require.NoError(t, err)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	start := ms.HeapAlloc
+	var peak uint64
+	n := 0
+	for rows.Next() {
+		var id int64
+		var q string
+		require.NoError(t, rows.Scan(&id, &q))
+		n++
+		if n%50000 == 0 {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc)
+		}
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, 200000, n)
+	growth := int64(peak) - int64(start)
+	t.Logf("heap growth while reading 200,000 rows: %d kB", growth/1024)
+	assert.Less(t, growth, int64(4<<20), "rows are streamed, not held")
+	assert.Equal(t, 0, sqlDB.Stats().InUse, "read to the end: the connection is back")
+	require.NoError(t, rows.Close())
+	assertCleanConnection(t, sqlDB)
+}
+
+// assertCleanConnection checks the pool's one connection: no transaction,
+// the default search_path.
+func assertCleanConnection(t *testing.T, sqlDB *sql.DB) {
+	t.Helper()
+	conn, err := sqlDB.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	var status byte
+	require.NoError(t, conn.Raw(func(dc any) error {
+		status = dc.(*stdlib.Conn).Conn().PgConn().TxStatus()
+		return nil
+	}))
+	assert.Equal(t, byte('I'), status, "no transaction left open")
+	var path string
+	require.NoError(t, conn.QueryRowContext(context.Background(), "SHOW search_path").Scan(&path))
+	assert.Equal(t, `"$user", public`, path)
+}
+
+// TestRoutedRowsLikeDatabaseSQL: rows the caller does not close hold their
+// connection, as with database/sql; closing them early or ending their
+// context gives it back clean.
+func TestRoutedRowsLikeDatabaseSQL(t *testing.T) {
+	e := newEnv(t, 1)
+	tn := e.tenant("rowsclose")
+	require.NoError(t, e.as(tn).Exec("INSERT INTO polls (question, owner) SELECT 'q', 'o' FROM generate_series(1, 5000)").Error)
+	sqlDB, err := e.db.DB()
+	require.NoError(t, err)
+
+	rows, err := e.as(tn).Raw("SELECT id FROM polls").Rows()
+	require.NoError(t, err)
+	require.True(t, rows.Next())
+	assert.Equal(t, 1, sqlDB.Stats().InUse, "open rows hold their connection")
+	require.NoError(t, rows.Close())
+	assert.Equal(t, 0, sqlDB.Stats().InUse)
+	assertCleanConnection(t, sqlDB)
+
+	ctx, cancel := context.WithCancel(tenantplugin.WithTenant(context.Background(), tn))
+	rows, err = e.db.WithContext(ctx).Raw("SELECT id FROM polls").Rows()
+	require.NoError(t, err)
+	require.True(t, rows.Next())
+	cancel()
+	require.Eventually(t, func() bool { return sqlDB.Stats().InUse == 0 }, 5*time.Second, 10*time.Millisecond,
+		"an ended context closes the rows and gives the connection back")
+	assertCleanConnection(t, sqlDB)
+
+	// In the caller's transaction, rows still open at COMMIT are closed
+	// first, as a *sql.Tx does.
+	require.NoError(t, e.as(tn).Transaction(func(tx *gorm.DB) error {
+		_, err := tx.Raw("SELECT id FROM polls").Rows()
+		return err
+	}))
+	assert.Equal(t, 0, sqlDB.Stats().InUse)
+	assertCleanConnection(t, sqlDB)
+}
+
+// TestRoutedValuesMatchPgxStdlib: values read through a routed raw query
+// are the values pgx's database/sql driver gives for the same query.
+func TestRoutedValuesMatchPgxStdlib(t *testing.T) {
+	e := newEnv(t, 2)
+	tn := e.tenant("values")
+	const q = `SELECT true, false, '\xdeadbeef'::bytea, 42::int2, 42::int4, 42::int8, 1.5::float4, 2.25::float8,
+		12.345::numeric(10,3), 'text'::text, 'vc'::varchar(10), 'c'::char(3), '2024-02-29'::date, 'infinity'::date,
+		'2024-02-29 12:34:56.789'::timestamp, '2024-02-29 12:34:56.789+02'::timestamptz, '12:34'::time,
+		'1 day 2 hours'::interval, '{"a": [1, 2]}'::json, '{"a": 1}'::jsonb, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid,
+		'{1,2,3}'::int[], '{a,b}'::text[], 42::oid, '10.0.0.1'::inet, NULL::text, $1::text, $2::int8`
+	read := func(rows *sql.Rows) ([]any, []string) {
+		defer rows.Close()
+		cols, err := rows.ColumnTypes()
+		require.NoError(t, err)
+		require.True(t, rows.Next())
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		require.NoError(t, rows.Scan(ptrs...))
+		var types []string
+		for _, c := range cols {
+			types = append(types, fmt.Sprintf("%s/%v", c.DatabaseTypeName(), c.ScanType()))
+		}
+		return vals, types
+	}
+	routedRows, err := e.as(tn).Raw(q, "arg", 7).Rows()
+	require.NoError(t, err)
+	got, gotTypes := read(routedRows)
+	sqlDB, err := e.db.DB()
+	require.NoError(t, err)
+	plainRows, err := sqlDB.Query(q, "arg", 7)
+	require.NoError(t, err)
+	want, wantTypes := read(plainRows)
+	require.Equal(t, len(want), len(got))
+	for i := range want {
+		assert.Equal(t, want[i], got[i], "column %d (%s)", i+1, wantTypes[i])
+	}
+	assert.Equal(t, wantTypes, gotTypes)
+}

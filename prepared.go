@@ -1,0 +1,280 @@
+package tenantplugin
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// Routed raw statements as prepared statements. On a pool that uses
+// prepared statements (pgx's default mode, or tenantplugin.Open's), the
+// route statement and each raw statement text are prepared once per
+// connection, like pgx's own statement cache does for the statements it
+// sends, so that the server neither parses nor (after its first executions)
+// plans them again. The difference from pgx's cache: the statement is
+// prepared in a pipeline after the route statement, so that its names
+// resolve under the tenant's search_path (the server re-analyzes it when a
+// later execution runs under another path). The first use of a text on a
+// connection costs two round trips (prepare, then execute), every later one
+// one round trip, as with pgx.
+//
+// Each connection keeps at most maxRawStatements texts (least recently used
+// first out, deallocated in the next round trip): about 10-20 kB of server
+// memory per statement, so at most a few MB per connection, and a map entry
+// per text on the client.
+const maxRawStatements = 256
+
+// connStatements are the statements the library prepared on one connection.
+// The connection's holder is its only user, so no lock is needed.
+type connStatements struct {
+	byText  map[string]*list.Element // of *pgconn.StatementDescription
+	lru     list.List
+	seq     int
+	closing []string // names to deallocate in the next round trip
+}
+
+const customDataKey = "tenantplugin.statements"
+
+func statementsOf(pc *pgx.Conn) *connStatements {
+	data := pc.PgConn().CustomData()
+	if cs, ok := data[customDataKey].(*connStatements); ok {
+		return cs
+	}
+	cs := &connStatements{byText: map[string]*list.Element{}}
+	data[customDataKey] = cs
+	return cs
+}
+
+func (cs *connStatements) lookup(sql string) *pgconn.StatementDescription {
+	e, ok := cs.byText[sql]
+	if !ok {
+		return nil
+	}
+	cs.lru.MoveToFront(e)
+	return e.Value.(*pgconn.StatementDescription)
+}
+
+func (cs *connStatements) newName() string {
+	cs.seq++
+	return "tenantplugin_" + strconv.Itoa(cs.seq)
+}
+
+func (cs *connStatements) add(sd *pgconn.StatementDescription) {
+	cs.byText[sd.SQL] = cs.lru.PushFront(sd)
+	for cs.lru.Len() > maxRawStatements {
+		cs.forget(cs.lru.Back().Value.(*pgconn.StatementDescription))
+	}
+}
+
+// forget drops sd and deallocates it with the next round trip (closing a
+// statement that does not exist is no error in PostgreSQL).
+func (cs *connStatements) forget(sd *pgconn.StatementDescription) {
+	if e, ok := cs.byText[sd.SQL]; ok && e.Value == sd {
+		cs.lru.Remove(e)
+		delete(cs.byText, sd.SQL)
+	}
+	cs.closing = append(cs.closing, sd.Name)
+}
+
+// pipelineResults reads a routed statement's result off a pgconn pipeline.
+type pipelineResults struct {
+	p    *pgconn.Pipeline
+	cs   *connStatements
+	sd   *pgconn.StatementDescription // the statement's
+	read bool
+}
+
+func (r *pipelineResults) next() (*pgconn.ResultReader, error) {
+	if r.read {
+		return nil, nil
+	}
+	r.read = true
+	res, err := r.p.GetResults()
+	if err != nil {
+		r.failed(err)
+		return nil, err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return nil, errors.New("tenantplugin: unexpected pipeline result")
+	}
+	return rr, nil
+}
+
+// failed forgets the statement when the error says its prepared form no
+// longer fits (drift.go): the next use prepares it again.
+func (r *pipelineResults) failed(err error) {
+	if isDriftError(err) {
+		r.cs.forget(r.sd)
+	}
+}
+
+func (r *pipelineResults) finish() error {
+	var first error
+	for {
+		res, err := r.p.GetResults()
+		if err != nil {
+			r.failed(err)
+			first = firstErr(first, err)
+			break
+		}
+		if _, ok := res.(*pgconn.PipelineSync); ok || res == nil {
+			break
+		}
+	}
+	return firstErr(first, r.p.Close())
+}
+
+// sendPrepared runs route and query as prepared statements of pc, preparing
+// what pc lacks first (see above). It returns the query's results after
+// reading the route's.
+func sendPrepared(ctx context.Context, pc *pgx.Conn, route string, routeArgs []any, query string, args []any) (results, pgconn.CommandTag, bool, error) {
+	cs := statementsOf(pc)
+	rsd, qsd := cs.lookup(route), cs.lookup(query)
+	if rsd == nil || qsd == nil {
+		// Prepare the route statement, then run it (the statement's names
+		// resolve under the path it sets) and prepare the statement.
+		p := pc.PgConn().StartPipeline(ctx)
+		sendClosing(p, cs)
+		if rsd == nil {
+			rsd = &pgconn.StatementDescription{Name: cs.newName(), SQL: route}
+			p.SendPrepare(rsd.Name, route, nil)
+		}
+		p.SendQueryPrepared(rsd.Name, textParams(routeArgs), nil, nil)
+		newQ := qsd == nil
+		if newQ {
+			qsd = &pgconn.StatementDescription{Name: cs.newName(), SQL: query}
+			p.SendPrepare(qsd.Name, query, nil)
+		}
+		if err := prepareRound(p, cs, rsd, qsd, newQ); err != nil {
+			return nil, pgconn.CommandTag{}, err.route, err.err
+		}
+	}
+	p := pc.PgConn().StartPipeline(ctx)
+	sendClosing(p, cs)
+	p.SendQueryPrepared(rsd.Name, textParams(routeArgs), nil, nil)
+	eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
+	defer builders.Put(eqb)
+	if err := eqb.Build(pc.TypeMap(), qsd, args); err != nil {
+		p.Close()
+		return nil, pgconn.CommandTag{}, false, err
+	}
+	formats := resultFormats(qsd.Fields)
+	p.SendQueryPrepared(qsd.Name, eqb.ParamValues, eqb.ParamFormats, formats)
+	res := &pipelineResults{p: p, cs: cs, sd: qsd}
+	if err := p.Sync(); err != nil {
+		return nil, pgconn.CommandTag{}, false, firstErr(err, p.Close())
+	}
+	if err := readClosing(p, len(cs.closing)); err != nil {
+		cs.closing = cs.closing[:0]
+		return nil, pgconn.CommandTag{}, false, firstErr(err, res.finish())
+	}
+	cs.closing = cs.closing[:0]
+	rr, err := res.next()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = rr.Close()
+	}
+	if err != nil {
+		res.read = false // the statement's result is still to be read
+		return nil, tag, true, firstErr(err, res.finish())
+	}
+	res.read = false
+	return res, tag, false, nil
+}
+
+type roundErr struct {
+	route bool
+	err   error
+}
+
+// prepareRound syncs and reads the preparing round trip: the deallocations,
+// the route statement (prepared if new, then run), the statement's
+// preparation. Statements prepared successfully are recorded.
+func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.StatementDescription, newQ bool) *roundErr {
+	fail := func(route bool, err error) *roundErr {
+		_ = p.Close()
+		return &roundErr{route, err}
+	}
+	if err := p.Sync(); err != nil {
+		return fail(false, err)
+	}
+	if err := readClosing(p, len(cs.closing)); err != nil {
+		return fail(false, err)
+	}
+	cs.closing = cs.closing[:0]
+	if cs.lookup(rsd.SQL) == nil {
+		if _, err := p.GetResults(); err != nil {
+			return fail(true, err)
+		}
+		cs.add(rsd)
+	}
+	res, err := p.GetResults()
+	if err == nil {
+		rr, ok := res.(*pgconn.ResultReader)
+		if !ok {
+			return fail(true, errors.New("tenantplugin: unexpected pipeline result"))
+		}
+		_, err = rr.Close()
+	}
+	if err != nil {
+		return fail(true, err)
+	}
+	if newQ {
+		res, err := p.GetResults()
+		if err != nil {
+			cs.forget(qsd) // deallocate, in case
+			return fail(false, err)
+		}
+		got := res.(*pgconn.StatementDescription)
+		qsd.ParamOIDs, qsd.Fields = got.ParamOIDs, got.Fields
+		cs.add(qsd)
+	}
+	if _, err := p.GetResults(); err != nil { // the sync
+		return fail(false, err)
+	}
+	if err := p.Close(); err != nil {
+		return &roundErr{false, err}
+	}
+	return nil
+}
+
+func sendClosing(p *pgconn.Pipeline, cs *connStatements) {
+	for _, name := range cs.closing {
+		p.SendDeallocate(name)
+	}
+}
+
+func readClosing(p *pgconn.Pipeline, n int) error {
+	for i := 0; i < n; i++ {
+		if _, err := p.GetResults(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// binaryResults are the types pgx's database/sql driver reads in binary
+// (stdlib's databaseSQLResultFormats); every other column comes as text, so
+// that values convert as they do through stdlib (rows.go).
+var binaryResults = map[uint32]bool{
+	pgtype.BoolOID: true, pgtype.ByteaOID: true, pgtype.CIDOID: true, pgtype.DateOID: true,
+	pgtype.Float4OID: true, pgtype.Float8OID: true, pgtype.Int2OID: true, pgtype.Int4OID: true,
+	pgtype.Int8OID: true, pgtype.OIDOID: true, pgtype.TimestampOID: true, pgtype.TimestamptzOID: true,
+	pgtype.XIDOID: true,
+}
+
+func resultFormats(fields []pgconn.FieldDescription) []int16 {
+	out := make([]int16, len(fields))
+	for i, f := range fields {
+		if binaryResults[f.DataTypeOID] {
+			out[i] = pgtype.BinaryFormatCode
+		}
+	}
+	return out
+}
