@@ -37,13 +37,16 @@ import (
 //   - statements without arguments are left alone (pgx sends them over the
 //     simple protocol; a script of several statements cannot be prepared).
 //
-// The set adapts: a text becomes a candidate the second time it is seen and
-// replaces the least used of a few hot texts (sampled clock-wise) only when
-// it was used clearly more often recently (by hotMargin). Use counts are
-// halved every 4 x limit cold statements, so texts that stop being used lose
-// their place to texts used now, while a steady workload larger than the set
-// (say 1,000 tenants round-robin over 448 places) keeps its hot texts instead
-// of churning them. A text that leaves the set is no longer run as a
+// The set adapts. While it has room, a text takes a place the first time it
+// is seen (as pgx's own cache would prepare it). Once it is full, a text
+// seen twice in an epoch replaces one of a few hot texts looked at clock-wise
+// from a hand: one unused for a whole epoch, else the least used if the
+// newcomer was used clearly more often (by hotMargin). Each epoch halves the
+// use counts; it lasts at least twice as many cold statements as there are
+// cold texts counted, so a text used once per cycle of the workload is seen
+// twice. Texts that stop being used lose their place within two epochs to
+// texts used now, while a steady workload larger than the set (1,000 tenants
+// round-robin over 448 places) keeps its hot texts instead of churning them. A text that leaves the set is no longer run as a
 // prepared statement, and pgx's per-connection LRU deallocates it when newer
 // prepared texts push it out.
 //
@@ -108,20 +111,20 @@ func (h *hotSet) admit(query string) bool {
 		}
 		return true
 	}
-	h.cold(query)
-	return false
+	return h.cold(query)
 }
 
 // cold counts a use of a text that is not hot and decides whether it takes
-// a place (from its next use on: the first prepared run costs a round trip
-// of its own, so admitting a text the second time it is seen keeps texts run
-// once from ever being prepared).
-func (h *hotSet) cold(query string) {
+// a place, and so runs prepared from this use on. While the set has room a
+// text takes one at once, as pgx's own cache would prepare it; once the set
+// is full, a text needs a second use in the epoch (texts run once are never
+// prepared then) and a victim it beats.
+func (h *hotSet) cold(query string) bool {
 	k := maphash.String(h.seed, query)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.hot.Load(query); ok {
-		return // admitted meanwhile
+		return true // admitted meanwhile
 	}
 	h.misses++
 	if h.misses >= max(2*len(h.seen), 2*h.limit, 256) {
@@ -131,9 +134,8 @@ func (h *hotSet) cold(query string) {
 	if c < hotMaxCount {
 		c++
 	}
-	if c < 2 || h.limit <= 0 {
-		h.remember(k, c)
-		return
+	if h.limit <= 0 {
+		return false
 	}
 	if len(h.ring) < h.limit {
 		delete(h.seen, k)
@@ -141,14 +143,18 @@ func (h *hotSet) cold(query string) {
 		h.ring = append(h.ring, e)
 		h.hot.Store(query, e)
 		h.admitted.Add(1)
-		return
+		return true
+	}
+	if c < 2 {
+		h.remember(k, c)
+		return false
 	}
 	i := h.victim()
 	v := h.ring[i]
 	vc := v.hits.Load()
 	if !h.dead(v) && uint32(c) < vc+hotMargin {
 		h.remember(k, c)
-		return
+		return false
 	}
 	delete(h.seen, k)
 	h.hot.Delete(v.text)
@@ -158,6 +164,7 @@ func (h *hotSet) cold(query string) {
 	h.hot.Store(query, e)
 	h.admitted.Add(1)
 	h.evicted.Add(1)
+	return true
 }
 
 // remember records a cold text's count while the bookkeeping has room.
