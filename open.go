@@ -3,7 +3,6 @@ package tenantplugin
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,20 +12,19 @@ import (
 )
 
 // DefaultDescriptionCacheCapacity is the per-connection number of statement
-// descriptions Open keeps. Qualified SQL is different text per tenant, so the
-// cache must hold (tenants x query shapes); a description is a few hundred
-// bytes on the client and nothing on the server.
+// descriptions (argument and result types) Open has pgx keep, for statements
+// run in cache_describe mode (see DefaultPreparedStatements). A description
+// is a few hundred bytes on the client and nothing on the server. pgx's own
+// default is 512.
 const DefaultDescriptionCacheCapacity = 16384
 
-// DefaultPreparedStatements is how many statement texts a database opened
-// with Open runs as server-side prepared statements: the most used ones, the
-// first this many texts seen twice. Every connection may hold them all, about
-// 12 kB each in its backend (12 MB per connection at the default).
+// DefaultPreparedStatements is the per-connection statement cache capacity
+// Open sets (pgx's statement_cache_capacity; pgx's own default is 512), and
+// so how many statement texts the plugin runs as server-side prepared
+// statements on a database opened with Open: the most used ones (hotset.go).
+// Each connection's backend holds at most this many, about 12 kB of plan
+// memory each (12 MB per connection at the default).
 const DefaultPreparedStatements = 1024
-
-// hybridPools remembers the pools Open configured for the hybrid mode, so
-// the plugin registered on them knows it may pick prepared statements.
-var hybridPools sync.Map // *sql.DB -> int (prepared statement budget)
 
 // DefaultConnMaxLifetime is the connection lifetime Open sets. A backend keeps
 // catalog cache for every schema it touched (about 120 kB per tenant) until
@@ -34,24 +32,30 @@ var hybridPools sync.Map // *sql.DB -> int (prepared statement budget)
 const DefaultConnMaxLifetime = 30 * time.Minute
 
 // Open returns a GORM dialector for dsn with the driver configured for many
-// tenants (use it in place of postgres.Open):
+// tenants. It is optional: the plugin picks pgx's execution mode per
+// statement on any pool backed by pgx's stdlib driver, gorm's postgres.Open
+// included, sized to that pool's statement cache (512 on pgx's defaults,
+// 448 of which the plugin uses). Open adds:
 //
-//   - Qualified SQL is different text for every tenant, so pgx's default (a
-//     512-entry prepared-statement cache) thrashes once tenants x query
-//     shapes pass 512, paying prepare and deallocate round trips on almost
-//     every statement. Open runs the hot statement texts (the first
-//     DefaultPreparedStatements texts seen twice) as prepared statements,
-//     which every connection's cache can hold without thrashing, and every
-//     other statement in cache_describe mode: one round trip, planned by the
-//     server each time, nothing kept on the server. Statements inside
-//     transactions use cache_describe. The README has the measurements.
-//   - connections are recycled after DefaultConnMaxLifetime.
+//   - a statement cache of DefaultPreparedStatements (1,024) per connection,
+//     so twice as many hot statement texts run as prepared statements;
+//   - cache_describe as pgx's default mode, with a description cache of
+//     DefaultDescriptionCacheCapacity, for statements that do not pass
+//     through the plugin: one round trip, nothing kept on the server;
+//   - connections recycled after DefaultConnMaxLifetime.
 //
-// Anything the DSN sets itself (default_query_exec_mode,
-// description_cache_capacity, statement_cache_capacity) wins, and naming a
-// mode or a statement cache capacity turns the hot set off; behind
-// PgBouncer older than 1.21 in transaction mode, add
-// default_query_exec_mode=cache_describe (no prepared statements at all).
+// What the plugin does with the modes (hotset.go): hot texts, the most used
+// ones, at most the statement cache capacity, run as prepared statements;
+// other statements with arguments run in pgx's exec mode (one round trip,
+// nothing kept per text), or cache_describe when an argument is not of a Go
+// basic type; statements without arguments use the simple protocol. The
+// README's Performance section has the measurements.
+//
+// Anything the DSN sets itself wins: description_cache_capacity; a
+// statement_cache_capacity sizes the hot set instead of
+// DefaultPreparedStatements; a default_query_exec_mode turns the per-statement
+// choice off (behind PgBouncer older than 1.21 in transaction mode, add
+// default_query_exec_mode=cache_describe: no prepared statements at all).
 // SetConnMaxLifetime on db.DB() afterwards wins too.
 func Open(dsn string, opts ...OpenOption) gorm.Dialector {
 	cfg, err := pgx.ParseConfig(dsn)
@@ -67,17 +71,26 @@ func Open(dsn string, opts ...OpenOption) gorm.Dialector {
 	if !strings.Contains(dsn, "description_cache_capacity") {
 		cfg.DescriptionCacheCapacity = DefaultDescriptionCacheCapacity
 	}
-	hybrid := !strings.Contains(dsn, "default_query_exec_mode") && !strings.Contains(dsn, "statement_cache_capacity")
-	if hybrid {
+	if !strings.Contains(dsn, "statement_cache_capacity") {
 		cfg.StatementCacheCapacity = DefaultPreparedStatements
 	}
 	sqlDB := stdlib.OpenDB(*cfg)
-	if hybrid {
-		hybridPools.Store(sqlDB, DefaultPreparedStatements)
-	}
 	sqlDB.SetConnMaxLifetime(DefaultConnMaxLifetime)
-	return postgres.New(postgres.Config{Conn: sqlDB})
+	return &openDialector{
+		Dialector: postgres.New(postgres.Config{Conn: sqlDB}).(*postgres.Dialector),
+		settings:  settingsOf(cfg),
+	}
 }
+
+// openDialector is GORM's postgres dialector carrying the pgx settings Open
+// chose, which the plugin reads at Initialize (no connection needed, no
+// process-global registry).
+type openDialector struct {
+	*postgres.Dialector
+	settings pgxSettings
+}
+
+func (d *openDialector) pgxSettings() pgxSettings { return d.settings }
 
 // OpenOption adjusts the pgx configuration Open builds from the DSN.
 type OpenOption func(*pgx.ConnConfig)

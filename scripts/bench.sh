@@ -3,6 +3,10 @@
 #   ./scripts/bench.sh                      # published sizes: 1, 100, 1000 tenants
 #   TENANTPLUGIN_BENCH_TENANTS=1,10000 ./scripts/bench.sh   # large, slow
 #   BENCH='RoundRobin' ./scripts/bench.sh   # a subset
+#   BENCH=Fleet TENANTPLUGIN_BENCH_TENANTS=1,1000 ./scripts/bench.sh
+#       # the README's fleet table: design card's path, Open, reference, shared
+#       # table, force_generic_plan, serial and 8 connections, plus the shift
+#       # (BenchmarkFleetShift: 2 x N tenants); 10,000: TENANTPLUGIN_BENCH_TENANTS=10000
 # Driver settings to compare: TENANTPLUGIN_BENCH_DRIVER=pgx-default (gorm's
 # postgres.Open instead of tenantplugin.Open), TENANTPLUGIN_BENCH_DSN_PARAMS.
 set -euo pipefail
