@@ -70,7 +70,6 @@ func (m *Migrator) ddl(ctx context.Context) (*ddlPlan, error) {
 	return plan, nil
 }
 
-
 // captureDDL runs AutoMigrate of the tenant models in a scratch schema and
 // records the DDL. The replayed form depends on the server: on plain
 // PostgreSQL consecutive statements without arguments are joined into one

@@ -169,7 +169,7 @@ func inlineRoute(route string, args []any) string {
 }
 
 // pipelinedExec runs a routed statement that returns no rows to the caller.
-func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pgxSettings, route string, routeArgs []any, query string, args []any) (sql.Result, bool, error) {
+func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, route string, routeArgs []any, query string, args []any) (sql.Result, bool, error) {
 	tr := set.tracer
 	res, routeErr, err := sendRouted(ctx, pc, tr, set.named, route, routeArgs, query, args)
 	if err != nil {
@@ -197,7 +197,7 @@ func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pgxSettings, route str
 
 // pipelinedQuery runs a routed query and returns its rows, streaming;
 // release runs when they are closed.
-func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pgxSettings, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, bool, error) {
+func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, bool, error) {
 	tr := set.tracer
 	res, routeErr, err := sendRouted(ctx, pc, tr, set.named, route, routeArgs, query, args)
 	if err != nil {
@@ -232,26 +232,26 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pgxSettings, route st
 	}), false, nil
 }
 
-// pgxSettings are what the plugin reads once from its pool's pgx
+// pipelineSettings are what the plugin reads once from its pool's pgx
 // configuration (every connection of the pool comes from it): the query
 // tracer (pgx.ConnConfig.Tracer, e.g. OpenTelemetry or a query log), and
 // whether routed raw statements may be prepared statements (prepared.go):
 // yes in pgx's default mode (cache_statement) and in tenantplugin.Open's,
 // no when the DSN names another mode (exec, simple_protocol, cache_describe:
 // PgBouncer before 1.21 in transaction mode keeps no prepared statements).
-type pgxSettings struct {
+type pipelineSettings struct {
 	tracer pgx.QueryTracer
 	named  bool
 }
 
-func (p *Plugin) pgxSettings(pc *pgx.Conn) pgxSettings {
-	p.pgxOnce.Do(func() {
+func (p *Plugin) pipelineSettings(pc *pgx.Conn) pipelineSettings {
+	p.pipeOnce.Do(func() {
 		cfg := pc.Config()
-		p.pgx.tracer, _ = cfg.Tracer.(pgx.QueryTracer)
-		p.pgx.named = cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement ||
+		p.pipe.tracer = cfg.Tracer
+		p.pipe.named = cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement ||
 			(cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheDescribe && !strings.Contains(cfg.ConnString(), "default_query_exec_mode"))
 	})
-	return p.pgx
+	return p.pipe
 }
 
 // routedTx is the caller's transaction (pinnedTx) while it runs one routed
@@ -267,7 +267,7 @@ type routedTx struct {
 }
 
 func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.pgxSettings(r.pc), r.routeSQL, r.routeArgs, query, args)
+	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args)
 	if routeErr {
 		err = routeError(r.v, err)
 	}
@@ -294,7 +294,7 @@ func (r *routedTx) PrepareContext(context.Context, string) (*sql.Stmt, error) {
 }
 
 func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.pgxSettings(r.pc), r.routeSQL, r.routeArgs, query, args, func() error { return nil })
+	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args, func() error { return nil })
 	if err != nil {
 		if routeErr {
 			err = routeError(r.v, err)

@@ -34,8 +34,8 @@ type Plugin struct {
 
 	citus citusState // Citus or plain PostgreSQL, detected once (citus.go)
 
-	pgxOnce sync.Once
-	pgx     pgxSettings // read from the pool's pgx configuration (pipeline.go)
+	pipeOnce sync.Once
+	pipe     pipelineSettings // read from the pool's pgx configuration (pipeline.go)
 }
 
 // Option configures a Plugin.

@@ -84,7 +84,7 @@ func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any)
 			// A prepared raw statement may no longer fit this tenant's
 			// layout (drift.go): it is prepared again and run once more.
 			return retryOnDrift(func() (sql.Result, error) {
-				res, routeErr, err := pipelinedExec(ctx, pc, r.p.pgxSettings(pc), r.routeSQL, r.routeArgs, query, args)
+				res, routeErr, err := pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), r.routeSQL, r.routeArgs, query, args)
 				if routeErr {
 					err = routeError(r.v, err)
 				}
@@ -139,7 +139,7 @@ func (r *routedPool) query(ctx context.Context, query string, args []any) (drive
 		}
 		if pc := pgxOf(conn); pc != nil {
 			rows, err := retryOnDrift(func() (driver.Rows, error) {
-				rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.pgxSettings(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
+				rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
 				if routeErr {
 					err = routeError(r.v, err)
 				}

@@ -65,7 +65,7 @@ func BenchmarkRawSQL(b *testing.B) {
 			}
 		}
 		for _, c := range []struct {
-			name              string
+			name             string
 			routed, unrouted func() error
 		}{
 			{"outside-tx", outside(tdb, routedSQL), outside(db.WithContext(ctx), qualifiedSQL)},
