@@ -17,22 +17,29 @@ import (
 
 // A routed raw statement travels with its route statement in one network
 // round trip: both are queued on the pgx connection and followed by a single
-// Sync (pgconn.Batch). Why this and not the alternatives:
+// Sync. Why this and not the alternatives:
 //
 //   - PostgreSQL runs the messages before a Sync as one implicit transaction
 //     (extended query protocol), so set_config(..., true) holds for the
 //     statement and ends with it: no pooled connection keeps the path, and
 //     no BEGIN and COMMIT are needed outside a transaction. Inside the
 //     caller's transaction the same pipeline just adds the route in front.
-//   - The statement is parsed unnamed (pgx's exec mode: parameters in text,
-//     their types inferred by the server) after the route has run, so its
-//     names resolve under the tenant's path. pgx's own batches cannot do
-//     that: in its cache modes they prepare or describe new statements in a
-//     round trip of their own, before the route, under the connection's
-//     default path (a missing table would abort the caller's transaction).
+//   - The statement is parsed after the route has run, so its names resolve
+//     under the tenant's path. pgx's own batches cannot do that: in its
+//     cache modes they prepare or describe new statements in a round trip of
+//     their own, before the route, under the connection's default path (a
+//     missing table would abort the caller's transaction). So the library
+//     drives pgconn's pipeline itself: on pools that use prepared statements
+//     the route and the statement become prepared statements of the
+//     connection, prepared after the route on first use (prepared.go: no
+//     parse or plan per execution, as pgx does for unrouted statements);
+//     on pools configured without them (a DSN naming exec, simple_protocol
+//     or cache_describe, as behind PgBouncer before 1.21) and for statements
+//     without arguments, the statement is parsed unnamed, its arguments in
+//     text (pgx's exec mode), with the route, in one round trip.
 //   - A multi-statement simple-protocol string would inline the arguments in
-//     the text; it is used only for statements without arguments, which pgx
-//     sends that way anyway (so scripts of several statements keep working).
+//     the text; it is used only for scripts without arguments (text holding
+//     ';'), which pgx sends that way too.
 //
 // The rows stream: the caller reads them from the connection as they come
 // (rows.go), and the connection goes back to the pool when they are closed.
@@ -97,21 +104,14 @@ func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named boo
 	}
 	var tag pgconn.CommandTag
 	switch {
-	case len(args) == 0:
-		// Like pgx: no arguments, simple protocol (a script may hold
-		// several statements). The route's values are validated names.
+	case len(args) == 0 && strings.Contains(query, ";"):
+		// A script of several statements cannot be a prepared (or unnamed
+		// extended) statement: like pgx for a statement without arguments,
+		// the simple protocol, the route first. The route's values are
+		// validated names. (A lone statement ending in ';' comes here too.)
 		res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)})
-	case named:
-		res, tag, routeErr, err = sendPrepared(ctx, pc, route, routeArgs, query, args)
 	default:
-		batch := &pgconn.Batch{}
-		batch.ExecParams(route, textParams(routeArgs), nil, nil, nil)
-		eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
-		if err = eqb.Build(pc.TypeMap(), nil, args); err == nil {
-			batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
-			res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().ExecBatch(ctx, batch)})
-		}
-		builders.Put(eqb)
+		res, tag, routeErr, err = sendPrepared(ctx, pc, named, route, routeArgs, query, args)
 	}
 	if tr != nil {
 		tr.TraceQueryEnd(rctx, pc, pgx.TraceQueryEndData{CommandTag: tag, Err: err})

@@ -78,7 +78,9 @@ func (cs *connStatements) forget(sd *pgconn.StatementDescription) {
 		cs.lru.Remove(e)
 		delete(cs.byText, sd.SQL)
 	}
-	cs.closing = append(cs.closing, sd.Name)
+	if sd.Name != "" {
+		cs.closing = append(cs.closing, sd.Name)
+	}
 }
 
 // pipelineResults reads a routed statement's result off a pgconn pipeline.
@@ -130,34 +132,42 @@ func (r *pipelineResults) finish() error {
 	return firstErr(first, r.p.Close())
 }
 
-// sendPrepared runs route and query as prepared statements of pc, preparing
-// what pc lacks first (see above). It returns the query's results after
-// reading the route's.
-func sendPrepared(ctx context.Context, pc *pgx.Conn, route string, routeArgs []any, query string, args []any) (results, pgconn.CommandTag, bool, error) {
+// sendPrepared runs route and then query on pc with query's description
+// known: as prepared statements of pc (named), or parsed unnamed with the
+// parameter types the description gives (not named: pools configured
+// without prepared statements). What pc lacks is prepared or described
+// first, in a round trip that runs the route before it (see above). It
+// returns the query's results after reading the route's.
+func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, routeArgs []any, query string, args []any) (results, pgconn.CommandTag, bool, error) {
 	cs := statementsOf(pc)
 	rsd, qsd := cs.lookup(route), cs.lookup(query)
+	if !named {
+		rsd = &pgconn.StatementDescription{SQL: route} // parsed each time
+	}
 	if rsd == nil || qsd == nil {
-		// Prepare the route statement, then run it (the statement's names
-		// resolve under the path it sets) and prepare the statement.
 		p := pc.PgConn().StartPipeline(ctx)
 		sendClosing(p, cs)
-		if rsd == nil {
+		newR := rsd == nil
+		if newR {
 			rsd = &pgconn.StatementDescription{Name: cs.newName(), SQL: route}
 			p.SendPrepare(rsd.Name, route, nil)
 		}
-		p.SendQueryPrepared(rsd.Name, textParams(routeArgs), nil, nil)
+		sendRoute(p, rsd, routeArgs)
 		newQ := qsd == nil
 		if newQ {
-			qsd = &pgconn.StatementDescription{Name: cs.newName(), SQL: query}
+			qsd = &pgconn.StatementDescription{SQL: query}
+			if named {
+				qsd.Name = cs.newName()
+			}
 			p.SendPrepare(qsd.Name, query, nil)
 		}
-		if err := prepareRound(p, cs, rsd, qsd, newQ); err != nil {
+		if err := prepareRound(p, cs, rsd, qsd, newR, newQ); err != nil {
 			return nil, pgconn.CommandTag{}, err.route, err.err
 		}
 	}
 	p := pc.PgConn().StartPipeline(ctx)
 	sendClosing(p, cs)
-	p.SendQueryPrepared(rsd.Name, textParams(routeArgs), nil, nil)
+	sendRoute(p, rsd, routeArgs)
 	eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
 	defer builders.Put(eqb)
 	if err := eqb.Build(pc.TypeMap(), qsd, args); err != nil {
@@ -165,27 +175,39 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, route string, routeArgs []a
 		return nil, pgconn.CommandTag{}, false, err
 	}
 	formats := resultFormats(qsd.Fields)
-	p.SendQueryPrepared(qsd.Name, eqb.ParamValues, eqb.ParamFormats, formats)
+	if qsd.Name != "" {
+		p.SendQueryPrepared(qsd.Name, eqb.ParamValues, eqb.ParamFormats, formats)
+	} else {
+		p.SendQueryParams(query, eqb.ParamValues, qsd.ParamOIDs, eqb.ParamFormats, formats)
+	}
 	res := &pipelineResults{p: p, cs: cs, sd: qsd}
 	if err := p.Sync(); err != nil {
 		return nil, pgconn.CommandTag{}, false, firstErr(err, p.Close())
 	}
-	if err := readClosing(p, len(cs.closing)); err != nil {
-		cs.closing = cs.closing[:0]
+	err := readClosing(p, len(cs.closing))
+	cs.closing = cs.closing[:0]
+	if err != nil {
 		return nil, pgconn.CommandTag{}, false, firstErr(err, res.finish())
 	}
-	cs.closing = cs.closing[:0]
 	rr, err := res.next()
+	res.read = false // next reads the statement's result
 	var tag pgconn.CommandTag
 	if err == nil {
 		tag, err = rr.Close()
 	}
 	if err != nil {
-		res.read = false // the statement's result is still to be read
 		return nil, tag, true, firstErr(err, res.finish())
 	}
-	res.read = false
 	return res, tag, false, nil
+}
+
+// sendRoute queues the route statement: prepared (rsd named) or parsed.
+func sendRoute(p *pgconn.Pipeline, rsd *pgconn.StatementDescription, args []any) {
+	if rsd.Name != "" {
+		p.SendQueryPrepared(rsd.Name, textParams(args), nil, nil)
+	} else {
+		p.SendQueryParams(rsd.SQL, textParams(args), nil, nil, nil)
+	}
 }
 
 type roundErr struct {
@@ -195,8 +217,8 @@ type roundErr struct {
 
 // prepareRound syncs and reads the preparing round trip: the deallocations,
 // the route statement (prepared if new, then run), the statement's
-// preparation. Statements prepared successfully are recorded.
-func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.StatementDescription, newQ bool) *roundErr {
+// preparation or description. What succeeded is recorded.
+func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.StatementDescription, newR, newQ bool) *roundErr {
 	fail := func(route bool, err error) *roundErr {
 		_ = p.Close()
 		return &roundErr{route, err}
@@ -204,11 +226,12 @@ func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.State
 	if err := p.Sync(); err != nil {
 		return fail(false, err)
 	}
-	if err := readClosing(p, len(cs.closing)); err != nil {
+	err := readClosing(p, len(cs.closing))
+	cs.closing = cs.closing[:0]
+	if err != nil {
 		return fail(false, err)
 	}
-	cs.closing = cs.closing[:0]
-	if cs.lookup(rsd.SQL) == nil {
+	if newR {
 		if _, err := p.GetResults(); err != nil {
 			return fail(true, err)
 		}
@@ -228,7 +251,9 @@ func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.State
 	if newQ {
 		res, err := p.GetResults()
 		if err != nil {
-			cs.forget(qsd) // deallocate, in case
+			if qsd.Name != "" {
+				cs.closing = append(cs.closing, qsd.Name) // in case
+			}
 			return fail(false, err)
 		}
 		got := res.(*pgconn.StatementDescription)

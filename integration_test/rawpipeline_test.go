@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func (c countingConn) Write(b []byte) (int, error) { c.writes.Add(1); return c.C
 // openCounting opens GORM on the test database the design card's way
 // (postgres.New over pgx's defaults, which is postgres.Open) or through
 // tenantplugin.Open, counting the client's writes.
-func openCounting(t *testing.T, viaOpen bool, writes *atomic.Int64) *gorm.DB {
+func openCounting(t *testing.T, viaOpen bool, dsnParams string, writes *atomic.Int64) *gorm.DB {
 	t.Helper()
 	dial := func(cfg *pgx.ConnConfig) {
 		d := &net.Dialer{}
@@ -51,9 +52,9 @@ func openCounting(t *testing.T, viaOpen bool, writes *atomic.Int64) *gorm.DB {
 	}
 	var dialector gorm.Dialector
 	if viaOpen {
-		dialector = tenantplugin.Open(server.URL, tenantplugin.WithPgxConfig(dial))
+		dialector = tenantplugin.Open(server.URL+dsnParams, tenantplugin.WithPgxConfig(dial))
 	} else {
-		cfg, err := pgx.ParseConfig(server.URL)
+		cfg, err := pgx.ParseConfig(server.URL + dsnParams)
 		require.NoError(t, err)
 		dial(cfg)
 		dialector = postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)})
@@ -67,12 +68,26 @@ func openCounting(t *testing.T, viaOpen bool, writes *atomic.Int64) *gorm.DB {
 	return db
 }
 
+// pipelineConfigs are the pools a routed raw statement runs on differently:
+// prepared statements on pgx's defaults (the design card's postgres.Open)
+// and on tenantplugin.Open, parsed unnamed when the DSN names a mode without
+// prepared statements (as behind PgBouncer before 1.21).
+var pipelineConfigs = []struct {
+	name      string
+	viaOpen   bool
+	dsnParams string
+}{
+	{"postgres.Open", false, ""},
+	{"tenantplugin.Open", true, ""},
+	{"tenantplugin.Open exec mode", true, "&default_query_exec_mode=exec"},
+	{"postgres.Open cache_describe", false, "&default_query_exec_mode=cache_describe"},
+}
+
 func TestRoutedRawSQLCostsTheRoundTripsOfUnroutedSQL(t *testing.T) {
-	for _, viaOpen := range []bool{false, true} {
-		name := map[bool]string{false: "postgres.Open", true: "tenantplugin.Open"}[viaOpen]
-		t.Run(name, func(t *testing.T) {
+	for _, c := range pipelineConfigs {
+		t.Run(c.name, func(t *testing.T) {
 			var writes atomic.Int64
-			db := openCounting(t, viaOpen, &writes)
+			db := openCounting(t, c.viaOpen, c.dsnParams, &writes)
 			p := testPlugin(fmt.Sprintf("rt_%d", sharedN.Add(1)))
 			require.NoError(t, db.Use(p))
 			m := p.Migrator()
@@ -222,8 +237,24 @@ func TestRoutedRowsLikeDatabaseSQL(t *testing.T) {
 // TestRoutedValuesMatchPgxStdlib: values read through a routed raw query
 // are the values pgx's database/sql driver gives for the same query.
 func TestRoutedValuesMatchPgxStdlib(t *testing.T) {
-	e := newEnv(t, 2)
-	tn := e.tenant("values")
+	for _, c := range pipelineConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			var writes atomic.Int64
+			db := openCounting(t, c.viaOpen, c.dsnParams, &writes)
+			db.Logger = logger.Discard
+			p := testPlugin(fmt.Sprintf("vals_%d", sharedN.Add(1)))
+			require.NoError(t, db.Use(p))
+			m := p.Migrator()
+			require.NoError(t, m.MigrateShared(context.Background()))
+			tn := fmt.Sprintf("vals%d", tenantN.Add(1))
+			require.NoError(t, m.CreateTenant(context.Background(), tn))
+			t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
+			checkValuesMatch(t, db, tn)
+		})
+	}
+}
+
+func checkValuesMatch(t *testing.T, db *gorm.DB, tn string) {
 	const q = `SELECT true, false, '\xdeadbeef'::bytea, 42::int2, 42::int4, 42::int8, 1.5::float4, 2.25::float8,
 		12.345::numeric(10,3), 'text'::text, 'vc'::varchar(10), 'c'::char(3), '2024-02-29'::date, 'infinity'::date,
 		'2024-02-29 12:34:56.789'::timestamp, '2024-02-29 12:34:56.789+02'::timestamptz, '12:34'::time,
@@ -246,17 +277,26 @@ func TestRoutedValuesMatchPgxStdlib(t *testing.T) {
 		}
 		return vals, types
 	}
-	routedRows, err := e.as(tn).Raw(q, "arg", 7).Rows()
+	sqlDB, err := db.DB()
 	require.NoError(t, err)
-	got, gotTypes := read(routedRows)
-	sqlDB, err := e.db.DB()
-	require.NoError(t, err)
-	plainRows, err := sqlDB.Query(q, "arg", 7)
-	require.NoError(t, err)
-	want, wantTypes := read(plainRows)
-	require.Equal(t, len(want), len(got))
-	for i := range want {
-		assert.Equal(t, want[i], got[i], "column %d (%s)", i+1, wantTypes[i])
+	// With arguments (a prepared statement), and without (the texts of
+	// statements without arguments go the same way, inside a transaction too).
+	noArgs := strings.NewReplacer("$1::text", "'arg'::text", "$2::int8", "7::int8").Replace(q)
+	for _, c := range []struct {
+		name string
+		q    string
+		args []any
+	}{{"args", q, []any{"arg", 7}}, {"no args", noArgs, nil}} {
+		routedRows, err := db.WithContext(tenantplugin.WithTenant(context.Background(), tn)).Raw(c.q, c.args...).Rows()
+		require.NoError(t, err)
+		got, gotTypes := read(routedRows)
+		plainRows, err := sqlDB.Query(c.q, c.args...)
+		require.NoError(t, err)
+		want, wantTypes := read(plainRows)
+		require.Equal(t, len(want), len(got))
+		for i := range want {
+			assert.Equal(t, want[i], got[i], "%s: column %d (%s)", c.name, i+1, wantTypes[i])
+		}
+		assert.Equal(t, wantTypes, gotTypes, c.name)
 	}
-	assert.Equal(t, wantTypes, gotTypes)
 }
