@@ -34,9 +34,11 @@ import (
 //     connection, prepared after the route on first use (prepared.go: no
 //     parse or plan per execution, as pgx does for unrouted statements);
 //     on pools configured without them (a DSN naming exec, simple_protocol
-//     or cache_describe, as behind PgBouncer before 1.21) and for statements
-//     without arguments, the statement is parsed unnamed, its arguments in
-//     text (pgx's exec mode), with the route, in one round trip.
+//     or cache_describe, as behind PgBouncer before 1.21) the statement is
+//     described once per connection the same way and then parsed unnamed
+//     with the route, one round trip. Either way arguments and results are
+//     encoded by the server's description of the statement, as pgx's typed
+//     modes do, never guessed from Go types.
 //   - A multi-statement simple-protocol string would inline the arguments in
 //     the text; it is used only for scripts without arguments (text holding
 //     ';'), which pgx sends that way too.
