@@ -125,8 +125,8 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 			db.AddError(err)
 			return
 		}
-		if t, ok := stmt.ConnPool.(*pinnedTx); ok && t.pc != nil {
-			stmt.ConnPool = &routedTx{pinnedTx: t, routeSQL: sql, routeArgs: args, v: v, p: p}
+		if t := pinnedOf(stmt.ConnPool); t != nil && t.pc != nil {
+			stmt.ConnPool = &routedTx{pinnedTx: t, orig: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v, p: p}
 			return
 		}
 		if _, err := stmt.ConnPool.ExecContext(stmt.Context, sql, args...); err != nil {
@@ -164,7 +164,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	case *routedPool:
 		db.Statement.ConnPool = rp.inner
 	case *routedTx:
-		db.Statement.ConnPool = rp.pinnedTx
+		db.Statement.ConnPool = rp.orig
 	}
 	if db.Error == nil {
 		return

@@ -256,12 +256,25 @@ func (p *Plugin) pipelineSettings(pc *pgx.Conn) pipelineSettings {
 	return p.pipe
 }
 
+// pinnedOf returns the pinnedTx under a transaction's pool, or nil.
+func pinnedOf(pool gorm.ConnPool) *pinnedTx {
+	switch t := pool.(type) {
+	case *pinnedTx:
+		return t
+	case *gorm.PreparedStmtTX:
+		p, _ := t.Tx.(*pinnedTx)
+		return p
+	}
+	return nil
+}
+
 // routedTx is the caller's transaction (pinnedTx) while it runs one routed
 // statement: the route statement travels with the statement, in one round
 // trip, and sets the path for every such statement (a savepoint rolled back
 // since cannot leave a stale one).
 type routedTx struct {
 	*pinnedTx
+	orig      gorm.ConnPool // the statement's pool: the pinnedTx, or GORM's PreparedStmtTX around it
 	routeSQL  string
 	routeArgs []any
 	v         *tenantValue

@@ -19,6 +19,11 @@ func TestPrepareStmtMode(t *testing.T) {
 	defer func() { s, _ := db.DB(); s.Close() }()
 	p := testPlugin(fmt.Sprintf("prep_%d", sharedN.Add(1)))
 	require.NoError(t, db.Use(p))
+	// GORM's prepared-statement manager stays db.ConnPool (GORM's own
+	// PreparedStmt tests rely on it): the plugin wraps the pool inside it.
+	ps, ok := db.ConnPool.(*gorm.PreparedStmtDB)
+	require.True(t, ok, "db.ConnPool is %T", db.ConnPool)
+	prepared := func() int { return len(ps.Stmts.Keys()) }
 	m := p.Migrator()
 	ctx := context.Background()
 	require.NoError(t, m.MigrateShared(ctx))
@@ -33,6 +38,7 @@ func TestPrepareStmtMode(t *testing.T) {
 			return tx.Exec("INSERT INTO polls (question, owner) VALUES ('tx', ?)", tn).Error
 		}))
 	}
+	assert.Positive(t, prepared(), "GORM prepared the GORM-built statements")
 	for _, tn := range []string{a, b} {
 		var owners []string
 		require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Raw("SELECT owner FROM polls").Scan(&owners).Error)

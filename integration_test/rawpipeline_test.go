@@ -38,7 +38,7 @@ func (c countingConn) Write(b []byte) (int, error) { c.writes.Add(1); return c.C
 // openCounting opens GORM on the test database the design card's way
 // (postgres.New over pgx's defaults, which is postgres.Open) or through
 // tenantplugin.Open, counting the client's writes.
-func openCounting(t *testing.T, viaOpen bool, dsnParams string, writes *atomic.Int64) *gorm.DB {
+func openCounting(t *testing.T, viaOpen bool, dsnParams string, prepareStmt bool, writes *atomic.Int64) *gorm.DB {
 	t.Helper()
 	dial := func(cfg *pgx.ConnConfig) {
 		d := &net.Dialer{}
@@ -59,7 +59,7 @@ func openCounting(t *testing.T, viaOpen bool, dsnParams string, writes *atomic.I
 		dial(cfg)
 		dialector = postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)})
 	}
-	db, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard})
+	db, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard, PrepareStmt: prepareStmt})
 	require.NoError(t, err)
 	sqlDB, err := db.DB()
 	require.NoError(t, err)
@@ -73,21 +73,23 @@ func openCounting(t *testing.T, viaOpen bool, dsnParams string, writes *atomic.I
 // and on tenantplugin.Open, parsed unnamed when the DSN names a mode without
 // prepared statements (as behind PgBouncer before 1.21).
 var pipelineConfigs = []struct {
-	name      string
-	viaOpen   bool
-	dsnParams string
+	name        string
+	viaOpen     bool
+	dsnParams   string
+	prepareStmt bool // GORM's PrepareStmt mode
 }{
-	{"postgres.Open", false, ""},
-	{"tenantplugin.Open", true, ""},
-	{"tenantplugin.Open exec mode", true, "&default_query_exec_mode=exec"},
-	{"postgres.Open cache_describe", false, "&default_query_exec_mode=cache_describe"},
+	{"postgres.Open", false, "", false},
+	{"tenantplugin.Open", true, "", false},
+	{"tenantplugin.Open exec mode", true, "&default_query_exec_mode=exec", false},
+	{"postgres.Open cache_describe", false, "&default_query_exec_mode=cache_describe", false},
+	{"postgres.Open PrepareStmt", false, "", true},
 }
 
 func TestRoutedRawSQLCostsTheRoundTripsOfUnroutedSQL(t *testing.T) {
 	for _, c := range pipelineConfigs {
 		t.Run(c.name, func(t *testing.T) {
 			var writes atomic.Int64
-			db := openCounting(t, c.viaOpen, c.dsnParams, &writes)
+			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
 			p := testPlugin(fmt.Sprintf("rt_%d", sharedN.Add(1)))
 			require.NoError(t, db.Use(p))
 			m := p.Migrator()
@@ -240,7 +242,7 @@ func TestRoutedValuesMatchPgxStdlib(t *testing.T) {
 	for _, c := range pipelineConfigs {
 		t.Run(c.name, func(t *testing.T) {
 			var writes atomic.Int64
-			db := openCounting(t, c.viaOpen, c.dsnParams, &writes)
+			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
 			db.Logger = logger.Discard
 			p := testPlugin(fmt.Sprintf("vals_%d", sharedN.Add(1)))
 			require.NoError(t, db.Use(p))
