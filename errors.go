@@ -299,4 +299,5 @@ var (
 	errHandoffOnly = errors.New("tenantplugin: internal handoff connection only hands over rows")
 	errNoBegin     = errors.New("tenantplugin: the connection pool cannot begin transactions, so raw SQL cannot be routed")
 	errCaptured    = errors.New("captured") // rolls back the capture transaction (capture.go)
+	errPipeline    = errors.New("tenantplugin: unexpected reply from the server in a routed statement's pipeline")
 )

@@ -125,7 +125,7 @@ func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named boo
 func readRoute(res results) (results, pgconn.CommandTag, bool, error) {
 	rr, err := res.next()
 	if err == nil && rr == nil {
-		err = errors.New("no result for the route statement")
+		err = errPipeline
 	}
 	var tag pgconn.CommandTag
 	if err == nil {
@@ -208,7 +208,7 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rou
 	end := traced(ctx, pc, tr, query, args)
 	rr, err := res.next()
 	if err == nil && rr == nil {
-		err = errors.New("the statement returned no result")
+		err = errPipeline
 	}
 	if err != nil {
 		err = firstErr(err, res.finish())

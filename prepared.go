@@ -3,7 +3,6 @@ package tenantplugin
 import (
 	"container/list"
 	"context"
-	"errors"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -103,7 +102,7 @@ func (r *pipelineResults) next() (*pgconn.ResultReader, error) {
 	}
 	rr, ok := res.(*pgconn.ResultReader)
 	if !ok {
-		return nil, errors.New("tenantplugin: unexpected pipeline result")
+		return nil, errPipeline
 	}
 	return rr, nil
 }
@@ -241,7 +240,7 @@ func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.State
 	if err == nil {
 		rr, ok := res.(*pgconn.ResultReader)
 		if !ok {
-			return fail(true, errors.New("tenantplugin: unexpected pipeline result"))
+			return fail(true, errPipeline)
 		}
 		_, err = rr.Close()
 	}
