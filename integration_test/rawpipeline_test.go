@@ -302,3 +302,38 @@ func checkValuesMatch(t *testing.T, db *gorm.DB, tn string) {
 		assert.Equal(t, wantTypes, gotTypes, c.name)
 	}
 }
+
+// TestRoutedPreparedStatementsAreBounded: a connection keeps at most 256
+// routed raw texts as prepared statements; older ones are deallocated, and
+// run again when used again.
+func TestRoutedPreparedStatementsAreBounded(t *testing.T) {
+	var writes atomic.Int64
+	db := openCounting(t, false, "", false, &writes)
+	p := testPlugin(fmt.Sprintf("bound_%d", sharedN.Add(1)))
+	require.NoError(t, db.Use(p))
+	m := p.Migrator()
+	ctx := context.Background()
+	require.NoError(t, m.MigrateShared(ctx))
+	tn := fmt.Sprintf("bound%d", tenantN.Add(1))
+	require.NoError(t, m.CreateTenant(ctx, tn))
+	t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
+	tdb := db.WithContext(tenantplugin.WithTenant(ctx, tn))
+	for i := 0; i < 400; i++ {
+		var n int64
+		require.NoError(t, tdb.Raw(fmt.Sprintf("SELECT count(*) + %d FROM polls WHERE id > ?", i), 0).Scan(&n).Error)
+		require.Equal(t, int64(i), n)
+	}
+	count := func() int64 {
+		var n int64
+		require.NoError(t, db.Raw("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'tenantplugin_%'").Scan(&n).Error)
+		return n
+	}
+	n := count()
+	t.Logf("prepared routed statements on the connection after 400 texts: %d", n)
+	assert.LessOrEqual(t, n, int64(256))
+	assert.GreaterOrEqual(t, n, int64(200))
+	var first int64
+	require.NoError(t, tdb.Raw("SELECT count(*) + 0 FROM polls WHERE id > ?", 0).Scan(&first).Error)
+	assert.Equal(t, int64(0), first, "an evicted text runs again")
+	assert.LessOrEqual(t, count(), int64(256))
+}
