@@ -105,6 +105,10 @@ func (p *Plugin) checkDatabaseObjects(tx *gorm.DB) error {
 	}
 	for _, e := range exts {
 		if e.schema != p.sharedSchema && !slices.Contains(p.extSchemas, e.schema) {
+			if p.isRegisteredTenant(ctx, pool, e.schema) {
+				return fmt.Errorf("extension %s lives in tenant %q's schema (a raw CREATE EXTENSION run for that tenant puts it there, and every tenant's raw SQL and DropTenant then depend on it): "+
+					"move it to the shared schema or an extension schema (ALTER EXTENSION %s SET SCHEMA %s), and create extensions in a shared migration (WithSharedMigrations) or with CREATE EXTENSION ... SCHEMA ...", e.name, e.schema, e.name, p.sharedQuoted)
+			}
 			return fmt.Errorf("extension %s lives in schema %q, which raw SQL for tenants does not see (its path is the tenant, %s): "+
 				"name the schema in WithExtensionSchemas, or move the extension (ALTER EXTENSION %s SET SCHEMA ...)", e.name, e.schema, p.sharedPath, e.name)
 		}
@@ -114,6 +118,19 @@ func (p *Plugin) checkDatabaseObjects(tx *gorm.DB) error {
 		}
 	}
 	return nil
+}
+
+// isRegisteredTenant reports whether name is in the registry (false when
+// the registry does not exist yet). It sends nothing that can fail, so it is
+// safe inside a transaction.
+func (p *Plugin) isRegisteredTenant(ctx context.Context, pool gorm.ConnPool, name string) bool {
+	registry := p.qualifiedShared(TenantRecord{}.TableName())
+	var exists bool
+	if err := pool.QueryRowContext(ctx, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", registry).Scan(&exists); err != nil || !exists {
+		return false
+	}
+	err := pool.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM "+registry+" WHERE name = $1)", name).Scan(&exists)
+	return err == nil && exists
 }
 
 // checkSharedSchemaIsNoTenant refuses a shared schema that is registered as

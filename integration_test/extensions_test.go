@@ -297,3 +297,24 @@ func TestPreMigrationsCreateTypesTheModelsUse(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"0001_mood" is used twice`)
 }
+
+// TestExtensionCreatedForATenantIsNamed: a raw CREATE EXTENSION run for a
+// tenant (found by GORM's own suite) installs the extension in the tenant's
+// schema; the start-up check then says so, names the tenant and the fix,
+// instead of calling the schema one raw SQL does not see.
+func TestExtensionCreatedForATenantIsNamed(t *testing.T) {
+	ctx := context.Background()
+	dsn := extDatabase(t, `CREATE EXTENSION citext SCHEMA public`, nil)
+	db, p := extPlugin(t, dsn)
+	m := p.Migrator()
+	_, err := m.Migrate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, m.CreateTenant(ctx, "acme"))
+	require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, "acme")).Exec("CREATE EXTENSION IF NOT EXISTS pgcrypto").Error)
+	err = m.MigrateShared(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `extension pgcrypto lives in tenant "acme"'s schema`)
+	assert.Contains(t, err.Error(), `ALTER EXTENSION pgcrypto SET SCHEMA "public"`)
+	require.NoError(t, db.Exec(`ALTER EXTENSION pgcrypto SET SCHEMA public`).Error)
+	require.NoError(t, m.MigrateShared(ctx))
+}

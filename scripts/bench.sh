@@ -7,12 +7,17 @@
 #       # the README's fleet table: design card's path, Open, reference, shared
 #       # table, force_generic_plan, serial and 8 connections, plus the shift
 #       # (BenchmarkFleetShift: 2 x N tenants); 10,000: TENANTPLUGIN_BENCH_TENANTS=10000
+#   BENCH=RawSQL BENCHTIME=3000x ./scripts/bench.sh
+#       # the README's raw SQL table: routed against hand-qualified, outside and
+#       # inside a transaction, postgres.Open and Open, and the streamed read
+#       # of TENANTPLUGIN_BENCH_ROWS rows (200,000 here, 20,000 in test.sh)
 # Driver settings to compare: TENANTPLUGIN_BENCH_DRIVER=pgx-default (gorm's
 # postgres.Open instead of tenantplugin.Open), TENANTPLUGIN_BENCH_DSN_PARAMS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/pg.sh
 export TENANTPLUGIN_BENCH_TENANTS="${TENANTPLUGIN_BENCH_TENANTS:-1,100,1000}"
+export TENANTPLUGIN_BENCH_ROWS="${TENANTPLUGIN_BENCH_ROWS:-200000}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1x}" -count "${COUNT:-1}" -timeout 120m \
