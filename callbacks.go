@@ -212,8 +212,18 @@ func currentTable(stmt *gorm.Statement) (string, bool) {
 }
 
 // isSavepointSQL spots the SAVEPOINT statements GORM sends for nested
-// transactions: they touch no table and need no search_path.
+// transactions (SAVEPOINT, ROLLBACK TO SAVEPOINT, RELEASE SAVEPOINT, then a
+// name such as sp0xc000123456): they touch no table and need no
+// search_path. Only the whole statement counts: a raw script that merely
+// starts with SAVEPOINT is routed like any other.
 func isSavepointSQL(stmt *gorm.Statement) bool {
 	s := stmt.SQL.String()
-	return len(s) > 10 && (s[:10] == "SAVEPOINT " || (len(s) > 21 && s[:21] == "ROLLBACK TO SAVEPOINT") || (len(s) > 18 && s[:18] == "RELEASE SAVEPOINT "))
+	for _, prefix := range []string{"SAVEPOINT ", "ROLLBACK TO SAVEPOINT ", "RELEASE SAVEPOINT "} {
+		if name, ok := strings.CutPrefix(s, prefix); ok {
+			return name != "" && strings.IndexFunc(name, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_')
+			}) < 0
+		}
+	}
+	return false
 }

@@ -1,6 +1,9 @@
 package tenantplugin
 
 import (
+	"fmt"
+	"strings"
+
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -255,4 +258,122 @@ func rawVar(v any) bool {
 		return rawExpr(x)
 	}
 	return false
+}
+
+// txControlIn returns the first transaction-control command (BEGIN, START,
+// COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION) that begins a statement
+// of the script s after its first statement, or "". In a routed script such
+// a command ends the transaction the route's set_config(..., true) lives in
+// (or, ROLLBACK TO SAVEPOINT, undoes it), so the statements after it would
+// run on another path. Quoted strings, quoted identifiers, dollar quotes
+// and comments are skipped; a word in them never counts.
+func txControlIn(s string) string {
+	first := true
+	for i := 0; i < len(s); {
+		// At a statement's start: skip blanks and comments, read its word.
+		i = skipBlank(s, i)
+		j := i
+		for j < len(s) && (s[j]|0x20 >= 'a' && s[j]|0x20 <= 'z') {
+			j++
+		}
+		if word := strings.ToUpper(s[i:j]); !first && word != "" {
+			switch word {
+			case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
+				return word
+			case "PREPARE":
+				if k := skipBlank(s, j); len(s) >= k+11 && strings.EqualFold(s[k:k+11], "TRANSACTION") {
+					return "PREPARE TRANSACTION"
+				}
+			}
+		}
+		first = false
+		// Move to the next statement: past the next ';' outside quotes.
+		for i = j; i < len(s) && s[i] != ';'; {
+			i = skipToken(s, i)
+		}
+		i++
+	}
+	return ""
+}
+
+// skipBlank skips white space and comments from i.
+func skipBlank(s string, i int) int {
+	for i < len(s) {
+		switch {
+		case s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f':
+			i++
+		case strings.HasPrefix(s[i:], "--") || strings.HasPrefix(s[i:], "/*"):
+			i = skipToken(s, i)
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipToken returns the index after the token at i: a quoted string or
+// identifier, a dollar-quoted string, a comment (block comments nest, as in
+// PostgreSQL), or one byte.
+func skipToken(s string, i int) int {
+	switch {
+	case s[i] == '\'' || s[i] == '"':
+		q := s[i]
+		for i++; i < len(s); i++ {
+			if s[i] == q {
+				if i+1 < len(s) && s[i+1] == q { // doubled quote
+					i++
+					continue
+				}
+				return i + 1
+			}
+		}
+		return i
+	case strings.HasPrefix(s[i:], "--"):
+		if k := strings.IndexByte(s[i:], '\n'); k >= 0 {
+			return i + k + 1
+		}
+		return len(s)
+	case strings.HasPrefix(s[i:], "/*"):
+		depth := 0
+		for ; i < len(s)-1; i++ {
+			switch s[i : i+2] {
+			case "/*":
+				depth++
+				i++
+			case "*/":
+				depth--
+				i++
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(s)
+	case s[i] == '$':
+		j := i + 1
+		for j < len(s) && (s[j] == '_' || s[j]|0x20 >= 'a' && s[j]|0x20 <= 'z' || s[j] >= '0' && s[j] <= '9' && j > i+1) {
+			j++
+		}
+		if j < len(s) && s[j] == '$' {
+			tag := s[i : j+1]
+			if k := strings.Index(s[j+1:], tag); k >= 0 {
+				return j + 1 + k + len(tag)
+			}
+			return len(s)
+		}
+	}
+	return i + 1
+}
+
+// checkScript refuses a routed script that would end the transaction its
+// search_path lives in (txControlIn), before anything is sent.
+func checkScript(v *tenantValue, query string) error {
+	if strings.IndexByte(query, ';') < 0 {
+		return nil
+	}
+	if w := txControlIn(query); w != "" {
+		return fmt.Errorf("tenantplugin: tenant %q: a raw script routed by search_path may not contain %s after its first statement: the statements after it would run without the tenant's search_path; "+
+			"send them as separate statements, or inside db.Transaction", v.label(), w)
+	}
+	return nil
 }

@@ -33,3 +33,43 @@ func FuzzNamesRelation(f *testing.F) {
 		}
 	})
 }
+
+func TestTxControlIn(t *testing.T) {
+	for s, want := range map[string]string{
+		"UPDATE a SET x = 1": "",
+		"COMMIT":             "", // a lone statement cannot strand others
+		"BEGIN; UPDATE a SET x = 1; COMMIT; UPDATE b SET y = 2":   "COMMIT",
+		"UPDATE a SET x = 1; commit":                              "COMMIT",
+		"SELECT 1;\n  -- note\n  /* c */ Rollback to savepoint s": "ROLLBACK",
+		"SELECT 1; end":                                           "END",
+		"SELECT 1; ABORT":                                         "ABORT",
+		"SELECT 1; start transaction":                             "START",
+		"SELECT 1; PREPARE TRANSACTION 'x'":                       "PREPARE TRANSACTION",
+		"SELECT 1; PREPARE q AS SELECT 1":                         "",
+		"SELECT CASE WHEN x THEN 1 END FROM a; SELECT 2":          "",
+		"SELECT 'a; commit'; SELECT 2":                            "",
+		`SELECT "x;commit" FROM a; SELECT 2`:                      "",
+		"SELECT 1 -- ; commit\n; SELECT 2":                        "",
+		"SELECT 1 /* ; /* nested ; commit */ commit */; SELECT 2": "",
+		"CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql; SELECT f()":     "",
+		"CREATE FUNCTION f() RETURNS int AS $body$ BEGIN RETURN 1; END $body$ LANGUAGE plpgsql; COMMIT": "COMMIT",
+		"SELECT $1; COMMIT":                "COMMIT",
+		"SELECT 'it''s; commit'; SELECT 1": "",
+	} {
+		if got := txControlIn(s); got != want {
+			t.Errorf("txControlIn(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func FuzzTxControlIn(f *testing.F) {
+	for _, s := range []string{"BEGIN; COMMIT", "SELECT '$$'; $x$ ; $x$", "/* /* */", "'", "$", "--"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := txControlIn(s) // must not panic or loop
+		if got != "" && !strings.Contains(strings.ToUpper(s), strings.Fields(got)[0]) {
+			t.Fatalf("txControlIn(%q) = %q, not in the text", s, got)
+		}
+	})
+}

@@ -32,6 +32,26 @@ func isDriftError(err error) bool {
 	return false
 }
 
+// isStaleStatement reports an error of a statement prepared (or described)
+// for another tenant's layout: drift, or parameter types the first tenant's
+// columns fixed that this tenant's columns do not take (PostgreSQL keeps a
+// prepared statement's parameter types when it re-analyzes it under another
+// search_path): undefined_function (42883, "operator does not exist") and
+// datatype_mismatch (42804). Both come before execution.
+func isStaleStatement(err error) bool {
+	var pgErr *pgconn.PgError
+	return isDriftError(err) || errors.As(err, &pgErr) && (pgErr.Code == "42883" || pgErr.Code == "42804")
+}
+
+// retryOnStale is retryOnDrift for routed raw statements (isStaleStatement).
+func retryOnStale[T any](fn func() (T, error)) (T, error) {
+	v, err := fn()
+	if err != nil && isStaleStatement(err) {
+		return fn()
+	}
+	return v, err
+}
+
 // retryOnDrift runs fn, and once more when it failed on drift.
 func retryOnDrift[T any](fn func() (T, error)) (T, error) {
 	v, err := fn()

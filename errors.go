@@ -298,6 +298,7 @@ func (e *MigrationError) Unwrap() error { return e.Err }
 var (
 	errHandoffOnly = errors.New("tenantplugin: internal handoff connection only hands over rows")
 	errNoBegin     = errors.New("tenantplugin: the connection pool cannot begin transactions, so raw SQL cannot be routed")
-	errCaptured    = errors.New("captured") // rolls back the capture transaction (capture.go)
+	errCaptured    = errors.New("captured")                                                                                           // rolls back the capture transaction (capture.go)
+	errConnBusy    = errors.New("tenantplugin: the transaction's connection is busy: close the rows of its previous statement first") // as pgx's "conn busy"
 	errPipeline    = errors.New("tenantplugin: unexpected reply from the server in a routed statement's pipeline")
 )

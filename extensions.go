@@ -107,7 +107,7 @@ func (p *Plugin) checkDatabaseObjects(tx *gorm.DB) error {
 		if e.schema != p.sharedSchema && !slices.Contains(p.extSchemas, e.schema) {
 			if p.isRegisteredTenant(ctx, pool, e.schema) {
 				return fmt.Errorf("extension %s lives in tenant %q's schema (a raw CREATE EXTENSION run for that tenant puts it there, and every tenant's raw SQL and DropTenant then depend on it): "+
-					"move it to the shared schema or an extension schema (ALTER EXTENSION %s SET SCHEMA %s), and create extensions in a shared migration (WithSharedMigrations) or with CREATE EXTENSION ... SCHEMA ...", e.name, e.schema, e.name, p.sharedQuoted)
+					"move it to the shared schema or an extension schema (ALTER EXTENSION %s SET SCHEMA %s), and create extensions in a shared migration (WithSharedMigrations) or with CREATE EXTENSION name SCHEMA schema", e.name, e.schema, e.name, p.sharedQuoted)
 			}
 			return fmt.Errorf("extension %s lives in schema %q, which raw SQL for tenants does not see (its path is the tenant, %s): "+
 				"name the schema in WithExtensionSchemas, or move the extension (ALTER EXTENSION %s SET SCHEMA ...)", e.name, e.schema, p.sharedPath, e.name)

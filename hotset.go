@@ -275,6 +275,7 @@ type pgxSettings struct {
 	descriptionCache int // pgx ConnConfig.DescriptionCacheCapacity
 	mode             pgx.QueryExecMode
 	connString       string
+	openMode         bool // Open chose the mode (cache_describe) itself
 }
 
 func settingsOf(cfg *pgx.ConnConfig) pgxSettings {
@@ -305,12 +306,26 @@ func (s pgxSettings) hotLimit() int {
 	}
 	switch s.mode {
 	case pgx.QueryExecModeCacheDescribe:
+		if !s.openMode {
+			return 0 // set in code: the user's choice, as from a DSN
+		}
 		return max(s.statementCache, 0)
 	case pgx.QueryExecModeCacheStatement:
 		headroom := min(max(s.statementCache/8, 16), s.statementCache/2)
 		return max(s.statementCache-headroom, 0)
 	}
 	return 0
+}
+
+// prepares reports whether the pool may hold prepared statements: pgx's
+// default mode, or Open's choice; not a mode a DSN names or code sets
+// (exec, simple_protocol, cache_describe: a pooler without prepared
+// statements, such as PgBouncer before 1.21 in transaction mode).
+func (s pgxSettings) prepares() bool {
+	if strings.Contains(s.connString, "default_query_exec_mode") {
+		return s.mode == pgx.QueryExecModeCacheStatement
+	}
+	return s.mode == pgx.QueryExecModeCacheStatement || s.openMode
 }
 
 func (s pgxSettings) hotSet() *hotSet {
@@ -328,23 +343,23 @@ func (s pgxSettings) hotSet() *hotSet {
 // settingsCarrier is implemented by the dialector Open returns.
 type settingsCarrier interface{ pgxSettings() pgxSettings }
 
-// hotSetFor returns the hot set for db's pool, or nil to leave pgx's
-// execution mode alone. A dialector from Open carries its settings; any other
-// *sql.DB backed by pgx's stdlib driver (gorm's postgres.Open, sql.Open("pgx"))
-// is asked once, on one of its connections.
-func hotSetFor(db *gorm.DB) *hotSet {
+// poolSettings returns the pgx settings of db's pool, false when it is not
+// pgx's. A dialector from Open carries its settings; any other *sql.DB
+// backed by pgx's stdlib driver (gorm's postgres.Open, sql.Open("pgx")) is
+// asked once, on one of its connections.
+func poolSettings(db *gorm.DB) (pgxSettings, bool) {
 	if s, ok := settingsFromDialector(db.Dialector); ok {
-		return s.hotSet()
+		return s, true
 	}
-	sqlDB, ok := db.ConnPool.(*sql.DB)
+	pool := db.ConnPool
+	if ps, ok := pool.(*gorm.PreparedStmtDB); ok {
+		pool = ps.ConnPool
+	}
+	sqlDB, ok := pool.(*sql.DB)
 	if !ok {
-		return nil
+		return pgxSettings{}, false
 	}
-	s, ok := probePgx(sqlDB)
-	if !ok {
-		return nil
-	}
-	return s.hotSet()
+	return probePgx(sqlDB)
 }
 
 func settingsFromDialector(d gorm.Dialector) (pgxSettings, bool) {

@@ -65,7 +65,8 @@ func Open(dsn string, opts ...OpenOption) gorm.Dialector {
 	for _, o := range opts {
 		o(cfg)
 	}
-	if !strings.Contains(dsn, "default_query_exec_mode") {
+	openMode := !strings.Contains(dsn, "default_query_exec_mode")
+	if openMode {
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
 	if !strings.Contains(dsn, "description_cache_capacity") {
@@ -74,11 +75,13 @@ func Open(dsn string, opts ...OpenOption) gorm.Dialector {
 	if !strings.Contains(dsn, "statement_cache_capacity") {
 		cfg.StatementCacheCapacity = DefaultPreparedStatements
 	}
+	settings := settingsOf(cfg)
+	settings.openMode = openMode
 	sqlDB := stdlib.OpenDB(*cfg)
 	sqlDB.SetConnMaxLifetime(DefaultConnMaxLifetime)
 	return &openDialector{
 		Dialector: postgres.New(postgres.Config{Conn: sqlDB}).(*postgres.Dialector),
-		settings:  settingsOf(cfg),
+		settings:  settings,
 	}
 }
 

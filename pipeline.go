@@ -112,6 +112,19 @@ func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named boo
 		// the simple protocol, the route first. The route's values are
 		// validated names. (A lone statement ending in ';' comes here too.)
 		res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)})
+	case !named && basicArgs(args):
+		// A pool without prepared statements (see pipelineSettings): the
+		// statement is parsed with the route each time, its parameter types
+		// inferred by the server for this tenant's tables, as pgx's own
+		// exec mode does; Go's basic types encode exactly in text.
+		batch := &pgconn.Batch{}
+		batch.ExecParams(route, textParams(routeArgs), nil, nil, nil)
+		eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
+		if err = eqb.Build(pc.TypeMap(), nil, args); err == nil {
+			batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+			res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().ExecBatch(ctx, batch)})
+		}
+		builders.Put(eqb)
 	default:
 		res, tag, routeErr, err = sendPrepared(ctx, pc, named, route, routeArgs, query, args)
 	}
@@ -234,13 +247,13 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rou
 	}), false, nil
 }
 
-// pipelineSettings are what the plugin reads once from its pool's pgx
-// configuration (every connection of the pool comes from it): the query
-// tracer (pgx.ConnConfig.Tracer, e.g. OpenTelemetry or a query log), and
-// whether routed raw statements may be prepared statements (prepared.go):
-// yes in pgx's default mode (cache_statement) and in tenantplugin.Open's,
-// no when the DSN names another mode (exec, simple_protocol, cache_describe:
-// PgBouncer before 1.21 in transaction mode keeps no prepared statements).
+// pipelineSettings are what routed statements need of the pool: the query
+// tracer (pgx.ConnConfig.Tracer, e.g. OpenTelemetry or a query log), read
+// once from a connection (every connection of the pool comes from one
+// configuration), and whether raw statements may become prepared statements
+// (prepared.go): on pgx's default mode and Open's, not when a DSN or code
+// names another mode (exec, simple_protocol, cache_describe: a pooler
+// without prepared statements, such as PgBouncer before 1.21).
 type pipelineSettings struct {
 	tracer pgx.QueryTracer
 	named  bool
@@ -248,10 +261,8 @@ type pipelineSettings struct {
 
 func (p *Plugin) pipelineSettings(pc *pgx.Conn) pipelineSettings {
 	p.pipeOnce.Do(func() {
-		cfg := pc.Config()
-		p.pipe.tracer = cfg.Tracer
-		p.pipe.named = cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement ||
-			(cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheDescribe && !strings.Contains(cfg.ConnString(), "default_query_exec_mode"))
+		p.pipe.tracer = pc.Config().Tracer
+		p.pipe.named = p.prepares
 	})
 	return p.pipe
 }
@@ -282,6 +293,13 @@ type routedTx struct {
 }
 
 func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := checkScript(r.v, query); err != nil {
+		return nil, err
+	}
+	if err := r.lockPipe(); err != nil {
+		return nil, err
+	}
+	defer r.pipe.Unlock()
 	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args)
 	if routeErr {
 		err = routeError(r.v, err)
@@ -309,8 +327,16 @@ func (r *routedTx) PrepareContext(context.Context, string) (*sql.Stmt, error) {
 }
 
 func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args, func() error { return nil })
+	if err := checkScript(r.v, query); err != nil {
+		return nil, err
+	}
+	if err := r.lockPipe(); err != nil {
+		return nil, err
+	}
+	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args,
+		func() error { r.pipe.Unlock(); return nil })
 	if err != nil {
+		r.pipe.Unlock()
 		if routeErr {
 			err = routeError(r.v, err)
 		}

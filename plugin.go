@@ -34,6 +34,7 @@ type Plugin struct {
 
 	citus citusState // Citus or plain PostgreSQL, detected once (citus.go)
 
+	prepares bool // the pool may hold prepared statements (hotset.go)
 	pipeOnce sync.Once
 	pipe     pipelineSettings // read from the pool's pgx configuration (pipeline.go)
 }
@@ -131,7 +132,12 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 	}
 	p.db = db
 	p.rootPool = db.ConnPool
-	installDriftRetry(db)
+	var hot *hotSet
+	if s, ok := poolSettings(db); ok {
+		hot = s.hotSet()
+		p.prepares = s.prepares()
+	}
+	installDriftRetry(db, hot)
 	if err := p.registerCallbacks(db); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -58,30 +59,42 @@ func (d *driftPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Conn
 	if err != nil {
 		return nil, err
 	}
-	t := &pinnedTx{conn: conn, pc: pgxOf(conn), hot: d.hot, db: d}
-	if t.Tx, err = conn.BeginTx(ctx, opts); err != nil {
+	t := &pinnedTx{conn: conn, pc: pgxOf(conn), hot: d.hot, db: d, ctx: ctx}
+	// database/sql would roll the transaction back from a goroutine of its
+	// own when ctx ends, while a routed statement may be using the pgx
+	// connection directly: the transaction is begun without ctx's end, and
+	// the rollback happens here, once no routed statement holds the
+	// connection (pipe).
+	if t.Tx, err = conn.BeginTx(context.WithoutCancel(ctx), opts); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	// database/sql rolls a transaction back when its context ends; the
-	// connection held for it then goes back to the pool, as it would from
-	// a *sql.Tx.
-	t.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	t.stop = context.AfterFunc(ctx, func() {
+		t.pipe.Lock()
+		t.done = true
+		_ = t.Tx.Rollback()
+		t.pipe.Unlock()
+		t.conn.Close()
+	})
 	return t, nil
 }
 
 // pinnedTx is a transaction on a connection held for it: a *sql.Tx begun on
 // a *sql.Conn, whose pgx connection (pc, nil on other drivers) pipelines
 // routed raw statements (routedTx). Commit and Rollback give the connection
-// back. A caller who never ends the transaction holds the connection, as
-// with a *sql.Tx.
+// back; so does the end of the transaction's context, after rolling back, as
+// with a *sql.Tx. A caller who never ends the transaction holds the
+// connection, as with a *sql.Tx.
 type pinnedTx struct {
 	*sql.Tx
 	conn *sql.Conn
 	pc   *pgx.Conn
 	hot  *hotSet
 	db   *driftPool
+	ctx  context.Context
 	stop func() bool
+	pipe sync.Mutex  // held while a routed statement uses pc (its rows included)
+	done bool        // under pipe: ended, pc may serve another caller now
 	open driver.Rows // routed rows not yet closed (routedTx)
 }
 
@@ -98,32 +111,44 @@ func (t *pinnedTx) ExecContext(ctx context.Context, query string, args ...any) (
 }
 
 // Commit closes routed rows still open (as a *sql.Tx closes its rows),
-// commits and gives the connection back.
+// commits and gives the connection back. After the transaction's context
+// ended it rolls back and returns the context's error, as a *sql.Tx does.
 func (t *pinnedTx) Commit() error {
-	t.closeOpen()
-	err := t.Tx.Commit()
-	t.release()
-	return err
+	if err := t.ctx.Err(); err != nil {
+		_ = t.Rollback()
+		return err
+	}
+	return t.end((*sql.Tx).Commit)
 }
 
 // Rollback is Commit's twin.
-func (t *pinnedTx) Rollback() error {
-	t.closeOpen()
-	err := t.Tx.Rollback()
-	t.release()
-	return err
+func (t *pinnedTx) Rollback() error { return t.end((*sql.Tx).Rollback) }
+
+// lockPipe takes the connection for a routed statement: errConnBusy while
+// another one's rows are open, sql.ErrTxDone once the transaction ended.
+func (t *pinnedTx) lockPipe() error {
+	if !t.pipe.TryLock() {
+		return errConnBusy
+	}
+	if t.done {
+		t.pipe.Unlock()
+		return sql.ErrTxDone
+	}
+	return nil
 }
 
-func (t *pinnedTx) closeOpen() {
+func (t *pinnedTx) end(fn func(*sql.Tx) error) error {
 	if t.open != nil {
 		t.open.Close()
 		t.open = nil
 	}
-}
-
-func (t *pinnedTx) release() {
+	t.pipe.Lock()
+	t.done = true
+	err := fn(t.Tx)
+	t.pipe.Unlock()
 	t.stop()
 	t.conn.Close()
+	return err
 }
 
 // GetDBConn keeps db.DB() working inside a transaction.
@@ -153,20 +178,20 @@ func (d *driftPool) Conn(ctx context.Context) (*sql.Conn, error) {
 // installDriftRetry wraps the database's pool (not transactions). Under
 // GORM's PrepareStmt mode it wraps the pool inside *gorm.PreparedStmtDB, so
 // that db.ConnPool stays GORM's prepared-statement manager.
-func installDriftRetry(db *gorm.DB) {
+func installDriftRetry(db *gorm.DB, hot *hotSet) {
 	if _, ok := db.ConnPool.(gorm.TxCommitter); ok || db.ConnPool == nil {
 		return
 	}
 	if ps, ok := db.ConnPool.(*gorm.PreparedStmtDB); ok {
 		if _, done := ps.ConnPool.(*driftPool); !done && ps.ConnPool != nil {
-			ps.ConnPool = &driftPool{ConnPool: ps.ConnPool, hot: hotSetFor(db)}
+			ps.ConnPool = &driftPool{ConnPool: ps.ConnPool, hot: hot}
 		}
 		return
 	}
 	if _, ok := db.ConnPool.(*driftPool); ok {
 		return
 	}
-	w := &driftPool{ConnPool: db.ConnPool, hot: hotSetFor(db)}
+	w := &driftPool{ConnPool: db.ConnPool, hot: hot}
 	db.ConnPool = w
 	if db.Statement != nil && db.Statement.ConnPool == w.ConnPool {
 		db.Statement.ConnPool = w

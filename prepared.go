@@ -3,7 +3,8 @@ package tenantplugin
 import (
 	"container/list"
 	"context"
-	"strconv"
+	"crypto/sha256"
+	"encoding/hex"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,7 +34,6 @@ const maxRawStatements = 256
 type connStatements struct {
 	byText  map[string]*list.Element // of *pgconn.StatementDescription
 	lru     list.List
-	seq     int
 	closing []string // names to deallocate in the next round trip
 }
 
@@ -58,9 +58,14 @@ func (cs *connStatements) lookup(sql string) *pgconn.StatementDescription {
 	return e.Value.(*pgconn.StatementDescription)
 }
 
-func (cs *connStatements) newName() string {
-	cs.seq++
-	return "tenantplugin_" + strconv.Itoa(cs.seq)
+// nameFor names the prepared statement of sql after its text, as pgx names
+// its own: the same name always means the same text, so behind a pooler
+// that does not keep prepared statements apart (PgBouncer before 1.21 in
+// transaction mode, misconfigured) a mix-up fails ("already exists", "does
+// not exist") instead of running another text.
+func nameFor(sql string) string {
+	sum := sha256.Sum256([]byte(sql))
+	return "tenantplugin_" + hex.EncodeToString(sum[:16])
 }
 
 func (cs *connStatements) add(sd *pgconn.StatementDescription) {
@@ -108,9 +113,9 @@ func (r *pipelineResults) next() (*pgconn.ResultReader, error) {
 }
 
 // failed forgets the statement when the error says its prepared form no
-// longer fits (drift.go): the next use prepares it again.
+// longer fits this tenant (isStaleStatement): the next use prepares it again.
 func (r *pipelineResults) failed(err error) {
-	if isDriftError(err) {
+	if isStaleStatement(err) {
 		r.cs.forget(r.sd)
 	}
 }
@@ -148,7 +153,7 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 		sendClosing(p, cs)
 		newR := rsd == nil
 		if newR {
-			rsd = &pgconn.StatementDescription{Name: cs.newName(), SQL: route}
+			rsd = &pgconn.StatementDescription{Name: nameFor(route), SQL: route}
 			p.SendPrepare(rsd.Name, route, nil)
 		}
 		sendRoute(p, rsd, routeArgs)
@@ -156,7 +161,7 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 		if newQ {
 			qsd = &pgconn.StatementDescription{SQL: query}
 			if named {
-				qsd.Name = cs.newName()
+				qsd.Name = nameFor(query)
 			}
 			p.SendPrepare(qsd.Name, query, nil)
 		}

@@ -74,6 +74,9 @@ func (r *routedPool) PrepareContext(ctx context.Context, query string) (*sql.Stm
 
 // ExecContext runs query under the search_path in a transaction of its own.
 func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := checkScript(r.v, query); err != nil {
+		return nil, err
+	}
 	if db := sqlDBOf(r.inner); db != nil {
 		conn, err := db.Conn(ctx)
 		if err != nil {
@@ -83,7 +86,7 @@ func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any)
 		if pc := pgxOf(conn); pc != nil {
 			// A prepared raw statement may no longer fit this tenant's
 			// layout (drift.go): it is prepared again and run once more.
-			return retryOnDrift(func() (sql.Result, error) {
+			return retryOnStale(func() (sql.Result, error) {
 				res, routeErr, err := pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), r.routeSQL, r.routeArgs, query, args)
 				if routeErr {
 					err = routeError(r.v, err)
@@ -132,13 +135,16 @@ func (r *routedPool) QueryRowContext(ctx context.Context, query string, args ...
 }
 
 func (r *routedPool) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
+	if err := checkScript(r.v, query); err != nil {
+		return nil, err
+	}
 	if db := sqlDBOf(r.inner); db != nil {
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			return nil, r.wrap("connect", err)
 		}
 		if pc := pgxOf(conn); pc != nil {
-			rows, err := retryOnDrift(func() (driver.Rows, error) {
+			rows, err := retryOnStale(func() (driver.Rows, error) {
 				rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
 				if routeErr {
 					err = routeError(r.v, err)

@@ -3,6 +3,9 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"gorm.io/driver/postgres"
 	"net"
 	"net/url"
 	"os"
@@ -108,8 +111,30 @@ pidfile = %s
 func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	// PgBouncer 1.18 keeps no prepared statements across transactions:
 	// naming the mode turns Open's prepared hot statements off.
-	dsn := startPgBouncer(t, 2) + "&default_query_exec_mode=cache_describe"
-	db, _, m := pluginDB(t, tenantplugin.Open(dsn), 16, "bouncer")
+	dsn := startPgBouncer(t, 2)
+	t.Run("mode in the DSN", func(t *testing.T) {
+		throughPgBouncer(t, tenantplugin.Open(dsn+"&default_query_exec_mode=cache_describe"))
+	})
+	// The mode set in code, as pgx's documentation shows for PgBouncer
+	// (found by a breaker: the plugin then prepared statements anyway, and
+	// PgBouncer 1.18 ran one client's statement for another).
+	t.Run("mode in code", func(t *testing.T) {
+		cfg, err := pgx.ParseConfig(dsn)
+		require.NoError(t, err)
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		throughPgBouncer(t, postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)}))
+	})
+	t.Run("exec mode in code", func(t *testing.T) {
+		cfg, err := pgx.ParseConfig(dsn)
+		require.NoError(t, err)
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+		throughPgBouncer(t, postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg)}))
+	})
+	testSessionSetLeaks(t)
+}
+
+func throughPgBouncer(t *testing.T, d gorm.Dialector) {
+	db, _, m := pluginDB(t, d, 16, "bouncer")
 	ctx := context.Background()
 	var tenants []string
 	for i := 0; i < 4; i++ {
@@ -135,6 +160,11 @@ func TestThroughPgBouncerTransactionMode(t *testing.T) {
 				err := tdb.Preload("Choices").Find(&ps).Error
 				if err == nil {
 					err = tdb.Raw("SELECT owner FROM choices").Scan(&owners).Error
+				}
+				if err == nil { // with arguments: prepared or described statements
+					var more []string
+					err = tdb.Raw("SELECT owner FROM polls WHERE id > ? AND owner <> ?", 0, "nobody").Scan(&more).Error
+					owners = append(owners, more...)
 				}
 				if err == nil {
 					err = tdb.Transaction(func(tx *gorm.DB) error {
@@ -174,19 +204,21 @@ func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	for _, tn := range tenants {
 		assert.Equal(t, []string{tn}, e2owners(t, db, tn, "tags"))
 	}
+}
 
-	// The unsafe mode, for the record: a session-level SET by one client
-	// is seen by another client sharing the server connection.
+// testSessionSetLeaks: the unsafe mode, for the record: a session-level SET
+// by one client is seen by another client sharing the server connection.
+func testSessionSetLeaks(t *testing.T) {
 	one := startPgBouncer(t, 1) + "&default_query_exec_mode=cache_describe"
 	c1, err := gorm.Open(tenantplugin.Open(one), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	c2, err := gorm.Open(tenantplugin.Open(one), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	defer func() { s, _ := c1.DB(); s.Close(); s, _ = c2.DB(); s.Close() }()
-	require.NoError(t, c1.Exec(`SET search_path TO "`+tenants[0]+`"`).Error)
+	require.NoError(t, c1.Exec(`SET search_path TO "leaked_path"`).Error)
 	var path string
 	require.NoError(t, c2.Raw("SHOW search_path").Scan(&path).Error)
-	assert.Equal(t, tenants[0], path, "session SET crossed clients, as expected of transaction pooling")
+	assert.Equal(t, `leaked_path`, path, "session SET crossed clients, as expected of transaction pooling")
 	require.NoError(t, c1.Exec(`RESET search_path`).Error)
 }
 

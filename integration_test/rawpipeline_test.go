@@ -12,6 +12,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -336,4 +337,86 @@ func TestRoutedPreparedStatementsAreBounded(t *testing.T) {
 	require.NoError(t, tdb.Raw("SELECT count(*) + 0 FROM polls WHERE id > ?", 0).Scan(&first).Error)
 	assert.Equal(t, int64(0), first, "an evicted text runs again")
 	assert.LessOrEqual(t, count(), int64(256))
+}
+
+// TestRoutedRowsCancelledInsideTransactions: contexts ending while routed
+// rows stream inside transactions, from 8 goroutines on 2 connections (a
+// breaker's finding: database/sql's rollback on context end raced the
+// routed rows on the same pgx connection, and crashed the process). The
+// pool comes back clean.
+func TestRoutedRowsCancelledInsideTransactions(t *testing.T) {
+	e := newEnv(t, 2)
+	tn := e.tenant("cancel")
+	e.seed(tn, e.plan())
+	sqlDB, err := e.db.DB()
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	var done atomic.Int64
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				ctx, cancel := context.WithTimeout(e.ctx(tn), time.Duration(200+(g*397+i*131)%3000)*time.Microsecond)
+				_ = e.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+					rows, err := tx.Raw("SELECT owner FROM polls, generate_series(1, 500)").Rows()
+					if err != nil {
+						return err
+					}
+					rows.Next()
+					rows.Close()
+					return tx.Raw("SELECT owner FROM polls WHERE id > ?", 0).Scan(&[]string{}).Error
+				})
+				cancel()
+				done.Add(1)
+			}
+		}(g)
+	}
+	wg.Wait()
+	t.Logf("transactions run, most cut by their context: %d", done.Load())
+	require.Eventually(t, func() bool { return sqlDB.Stats().InUse == 0 }, 5*time.Second, 10*time.Millisecond)
+	var owners []string
+	require.NoError(t, e.as(tn).Raw("SELECT DISTINCT owner FROM polls").Scan(&owners).Error)
+	assert.Equal(t, []string{tn}, owners)
+	for i := 0; i < 2; i++ {
+		assertCleanConnection(t, sqlDB)
+	}
+}
+
+// TestRoutedScriptsStayRouted: a raw script that merely starts with
+// SAVEPOINT is routed like any other (only GORM's own savepoint statements
+// skip the route), and a script that would end its transaction midway, so
+// that the statements after it ran without the tenant's path, is refused
+// before anything is sent (both found by a breaker).
+func TestRoutedScriptsStayRouted(t *testing.T) {
+	e := newEnv(t, 1)
+	tn := e.tenant("script")
+	e.seed(tn, e.plan())
+	var got []string
+	require.NoError(t, e.as(tn).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("SAVEPOINT before_fix; UPDATE polls SET question = 'fixed'").Error; err != nil {
+			return err
+		}
+		return tx.Raw("SELECT DISTINCT question FROM polls").Scan(&got).Error
+	}))
+	assert.Equal(t, []string{"fixed"}, got)
+
+	for _, script := range []string{
+		"BEGIN; UPDATE polls SET question = 'one'; COMMIT; UPDATE polls SET question = 'two'",
+		"UPDATE polls SET question = 'one'; ROLLBACK; UPDATE polls SET question = 'two'",
+		"UPDATE polls SET question = 'one';\n-- then\nend; UPDATE polls SET question = 'two'",
+	} {
+		err := e.as(tn).Exec(script).Error
+		require.Error(t, err, script)
+		assert.Contains(t, err.Error(), "may not contain")
+		assert.Contains(t, err.Error(), tn)
+		err = e.as(tn).Transaction(func(tx *gorm.DB) error { return tx.Exec(script).Error })
+		require.Error(t, err, script)
+	}
+	got = nil
+	require.NoError(t, e.as(tn).Raw("SELECT DISTINCT question FROM polls").Scan(&got).Error)
+	assert.Equal(t, []string{"fixed"}, got, "nothing of the refused scripts ran")
+	// A function body's BEGIN ... END is no transaction control.
+	require.NoError(t, e.as(tn).Exec("CREATE FUNCTION poll_count() RETURNS bigint AS $$ BEGIN RETURN (SELECT count(*) FROM polls); END $$ LANGUAGE plpgsql; SELECT poll_count()").Error)
 }
