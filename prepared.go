@@ -180,7 +180,10 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 	}
 	formats := resultFormats(qsd.Fields)
 	if qsd.Name != "" {
-		p.SendQueryPrepared(qsd.Name, eqb.ParamValues, eqb.ParamFormats, formats)
+		// Its description is known: no Describe. Should a re-analysis
+		// under this tenant's path change the result, the server refuses
+		// to run it (cached plan must not change result type).
+		p.SendQueryStatement(qsd, eqb.ParamValues, eqb.ParamFormats, formats)
 	} else {
 		p.SendQueryParams(query, eqb.ParamValues, qsd.ParamOIDs, eqb.ParamFormats, formats)
 	}
@@ -207,9 +210,12 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 
 // sendRoute queues the route statement: prepared (rsd named) or parsed.
 func sendRoute(p *pgconn.Pipeline, rsd *pgconn.StatementDescription, args []any) {
-	if rsd.Name != "" {
+	switch {
+	case rsd.Name != "" && rsd.Fields != nil:
+		p.SendQueryStatement(rsd, textParams(args), nil, nil)
+	case rsd.Name != "":
 		p.SendQueryPrepared(rsd.Name, textParams(args), nil, nil)
-	} else {
+	default:
 		p.SendQueryParams(rsd.SQL, textParams(args), nil, nil, nil)
 	}
 }
@@ -236,9 +242,12 @@ func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.State
 		return fail(false, err)
 	}
 	if newR {
-		if _, err := p.GetResults(); err != nil {
+		res, err := p.GetResults()
+		if err != nil {
 			return fail(true, err)
 		}
+		got := res.(*pgconn.StatementDescription)
+		rsd.ParamOIDs, rsd.Fields = got.ParamOIDs, got.Fields
 		cs.add(rsd)
 	}
 	res, err := p.GetResults()

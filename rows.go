@@ -35,9 +35,15 @@ var handoffDB = sync.OnceValue(func() *sql.DB {
 })
 
 // asSQLRows turns rows into *sql.Rows; ctx ends them as it would end rows
-// read from a *sql.DB.
+// read from a *sql.DB. When database/sql refuses the handoff (ctx already
+// ended), rows are closed here: they hold a connection.
 func asSQLRows(ctx context.Context, rows driver.Rows) (*sql.Rows, error) {
-	return handoffDB().QueryContext(ctx, "handoff", rows)
+	out, err := handoffDB().QueryContext(ctx, "handoff", rows)
+	if err != nil {
+		rows.Close()
+		return nil, err
+	}
+	return out, nil
 }
 
 // asSQLRow is asSQLRows for QueryRow: err, if not nil, is the row's error.
@@ -45,7 +51,11 @@ func asSQLRow(ctx context.Context, rows driver.Rows, err error) *sql.Row {
 	if err != nil {
 		return handoffDB().QueryRowContext(ctx, "handoff", err)
 	}
-	return handoffDB().QueryRowContext(ctx, "handoff", rows)
+	row := handoffDB().QueryRowContext(ctx, "handoff", rows)
+	if row.Err() != nil {
+		rows.Close()
+	}
+	return row
 }
 
 type handoffConnector struct{}
