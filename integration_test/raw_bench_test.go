@@ -72,6 +72,7 @@ func BenchmarkRawSQL(b *testing.B) {
 			{"3-in-tx", inside(tdb, routedSQL), inside(db.WithContext(ctx), qualifiedSQL)},
 		} {
 			b.Run(opener.name+"/"+c.name, func(b *testing.B) {
+				b.ReportAllocs()
 				for i := 0; i < 20; i++ { // warm caches and prepared statements
 					must(b, c.routed())
 					must(b, c.unrouted())
