@@ -82,17 +82,29 @@ type results interface {
 	finish() error
 }
 
-// batchResults reads a pgconn batch or a simple-protocol script.
-type batchResults struct{ mrr *pgconn.MultiResultReader }
+// batchResults reads a pgconn batch or a simple-protocol script. With cs
+// and sd set, an error saying the prepared statement sd no longer fits this
+// tenant forgets it (prepared.go).
+type batchResults struct {
+	mrr *pgconn.MultiResultReader
+	cs  *connStatements
+	sd  *pgconn.StatementDescription
+}
 
 func (b batchResults) next() (*pgconn.ResultReader, error) {
 	if b.mrr.NextResult() {
 		return b.mrr.ResultReader(), nil
 	}
-	return nil, b.mrr.Close()
+	return nil, b.finish()
 }
 
-func (b batchResults) finish() error { return b.mrr.Close() }
+func (b batchResults) finish() error {
+	err := b.mrr.Close()
+	if err != nil && b.cs != nil && isStaleStatement(err) {
+		b.cs.forget(b.sd)
+	}
+	return err
+}
 
 // sendRouted sends route and then query on pc in one round trip (two the
 // first time a connection sees the text with prepared statements, as pgx's
@@ -111,7 +123,7 @@ func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named boo
 		// extended) statement: like pgx for a statement without arguments,
 		// the simple protocol, the route first. The route's values are
 		// validated names. (A lone statement ending in ';' comes here too.)
-		res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)})
+		res, tag, routeErr, err = readRoute(batchResults{mrr: pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)})
 	case !named && basicArgs(args):
 		// A pool without prepared statements (see pipelineSettings): the
 		// statement is parsed with the route each time, its parameter types
@@ -122,7 +134,7 @@ func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named boo
 		eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
 		if err = eqb.Build(pc.TypeMap(), nil, args); err == nil {
 			batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
-			res, tag, routeErr, err = readRoute(batchResults{pc.PgConn().ExecBatch(ctx, batch)})
+			res, tag, routeErr, err = readRoute(batchResults{mrr: pc.PgConn().ExecBatch(ctx, batch)})
 		}
 		builders.Put(eqb)
 	default:

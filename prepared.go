@@ -169,20 +169,27 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 			return nil, pgconn.CommandTag{}, err.route, err.err
 		}
 	}
-	p := pc.PgConn().StartPipeline(ctx)
-	sendClosing(p, cs)
-	sendRoute(p, rsd, routeArgs)
 	eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
 	defer builders.Put(eqb)
 	if err := eqb.Build(pc.TypeMap(), qsd, args); err != nil {
-		p.Close()
 		return nil, pgconn.CommandTag{}, false, err
 	}
 	formats := resultFormats(qsd.Fields)
+	if len(cs.closing) == 0 && qsd.Name != "" && rsd.Name != "" && rsd.Fields != nil {
+		// Both prepared and described, nothing to deallocate: the lighter
+		// pgconn.Batch (one write, one Sync; no Describe: should a
+		// re-analysis under this tenant's path change the result, the
+		// server refuses to run it).
+		batch := &pgconn.Batch{}
+		batch.ExecStatement(rsd, textParams(routeArgs), nil, nil)
+		batch.ExecStatement(qsd, eqb.ParamValues, eqb.ParamFormats, formats)
+		res, tag, routeErr, err := readRoute(batchResults{mrr: pc.PgConn().ExecBatch(ctx, batch), cs: cs, sd: qsd})
+		return res, tag, routeErr, err
+	}
+	p := pc.PgConn().StartPipeline(ctx)
+	sendClosing(p, cs)
+	sendRoute(p, rsd, routeArgs)
 	if qsd.Name != "" {
-		// Its description is known: no Describe. Should a re-analysis
-		// under this tenant's path change the result, the server refuses
-		// to run it (cached plan must not change result type).
 		p.SendQueryStatement(qsd, eqb.ParamValues, eqb.ParamFormats, formats)
 	} else {
 		p.SendQueryParams(query, eqb.ParamValues, qsd.ParamOIDs, eqb.ParamFormats, formats)

@@ -86,19 +86,32 @@ var pipelineConfigs = []struct {
 	{"postgres.Open PrepareStmt", false, "", true},
 }
 
+// pluginTenants registers the test plugin on db (a shared schema of its
+// own, migrated) and creates n tenants, dropped at cleanup.
+func pluginTenants(t *testing.T, db *gorm.DB, prefix string, n int) []string {
+	t.Helper()
+	p := testPlugin(fmt.Sprintf("%s_%d", prefix, sharedN.Add(1)))
+	require.NoError(t, db.Use(p))
+	m := p.Migrator()
+	ctx := context.Background()
+	require.NoError(t, m.MigrateShared(ctx))
+	var out []string
+	for i := 0; i < n; i++ {
+		tn := fmt.Sprintf("%s%d", prefix, tenantN.Add(1))
+		require.NoError(t, m.CreateTenant(ctx, tn))
+		t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
+		out = append(out, tn)
+	}
+	return out
+}
+
 func TestRoutedRawSQLCostsTheRoundTripsOfUnroutedSQL(t *testing.T) {
 	for _, c := range pipelineConfigs {
 		t.Run(c.name, func(t *testing.T) {
 			var writes atomic.Int64
 			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
-			p := testPlugin(fmt.Sprintf("rt_%d", sharedN.Add(1)))
-			require.NoError(t, db.Use(p))
-			m := p.Migrator()
+			tn := pluginTenants(t, db, "rt", 1)[0]
 			ctx := context.Background()
-			require.NoError(t, m.MigrateShared(ctx))
-			tn := fmt.Sprintf("rt%d", tenantN.Add(1))
-			require.NoError(t, m.CreateTenant(ctx, tn))
-			t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
 			tdb := db.WithContext(tenantplugin.WithTenant(ctx, tn))
 			require.NoError(t, tdb.Create(&Poll{Question: "q", Owner: tn}).Error)
 			qualified := "SELECT owner FROM " + tenantplugin.QuoteIdentifier(tn) + ".polls WHERE id = ?"
@@ -244,15 +257,7 @@ func TestRoutedValuesMatchPgxStdlib(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var writes atomic.Int64
 			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
-			db.Logger = logger.Discard
-			p := testPlugin(fmt.Sprintf("vals_%d", sharedN.Add(1)))
-			require.NoError(t, db.Use(p))
-			m := p.Migrator()
-			require.NoError(t, m.MigrateShared(context.Background()))
-			tn := fmt.Sprintf("vals%d", tenantN.Add(1))
-			require.NoError(t, m.CreateTenant(context.Background(), tn))
-			t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
-			checkValuesMatch(t, db, tn)
+			checkValuesMatch(t, db, pluginTenants(t, db, "vals", 1)[0])
 		})
 	}
 }
@@ -310,14 +315,8 @@ func checkValuesMatch(t *testing.T, db *gorm.DB, tn string) {
 func TestRoutedPreparedStatementsAreBounded(t *testing.T) {
 	var writes atomic.Int64
 	db := openCounting(t, false, "", false, &writes)
-	p := testPlugin(fmt.Sprintf("bound_%d", sharedN.Add(1)))
-	require.NoError(t, db.Use(p))
-	m := p.Migrator()
+	tn := pluginTenants(t, db, "bound", 1)[0]
 	ctx := context.Background()
-	require.NoError(t, m.MigrateShared(ctx))
-	tn := fmt.Sprintf("bound%d", tenantN.Add(1))
-	require.NoError(t, m.CreateTenant(ctx, tn))
-	t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
 	tdb := db.WithContext(tenantplugin.WithTenant(ctx, tn))
 	for i := 0; i < 400; i++ {
 		var n int64
@@ -435,18 +434,9 @@ func TestRoutedStatementsUnderCancellation(t *testing.T) {
 			sqlDB, err := db.DB()
 			require.NoError(t, err)
 			sqlDB.SetMaxOpenConns(3)
-			p := testPlugin(fmt.Sprintf("cancel_%d", sharedN.Add(1)))
-			require.NoError(t, db.Use(p))
-			m := p.Migrator()
-			ctx := context.Background()
-			require.NoError(t, m.MigrateShared(ctx))
-			var tenants []string
-			for i := 0; i < 2; i++ {
-				tn := fmt.Sprintf("cancel%d", tenantN.Add(1))
-				require.NoError(t, m.CreateTenant(ctx, tn))
-				t.Cleanup(func() { _ = m.DropTenant(context.Background(), tn) })
-				require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&Poll{Question: "q", Owner: tn}).Error)
-				tenants = append(tenants, tn)
+			tenants := pluginTenants(t, db, "cancel", 2)
+			for _, tn := range tenants {
+				require.NoError(t, db.WithContext(tenantplugin.WithTenant(context.Background(), tn)).Create(&Poll{Question: "q", Owner: tn}).Error)
 			}
 			var wrong atomic.Int64
 			check := func(tn string, got []string) {
