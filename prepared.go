@@ -87,19 +87,20 @@ func (cs *connStatements) forget(sd *pgconn.StatementDescription) {
 	}
 }
 
-// pipelineResults reads a routed statement's result off a pgconn pipeline.
+// pipelineResults reads the route's and the statement's results off a
+// pgconn pipeline.
 type pipelineResults struct {
 	p    *pgconn.Pipeline
 	cs   *connStatements
 	sd   *pgconn.StatementDescription // the statement's
-	read bool
+	left int                          // results still to read
 }
 
 func (r *pipelineResults) next() (*pgconn.ResultReader, error) {
-	if r.read {
+	if r.left == 0 {
 		return nil, nil
 	}
-	r.read = true
+	r.left--
 	res, err := r.p.GetResults()
 	if err != nil {
 		r.failed(err)
@@ -194,7 +195,7 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 	} else {
 		p.SendQueryParams(query, eqb.ParamValues, qsd.ParamOIDs, eqb.ParamFormats, formats)
 	}
-	res := &pipelineResults{p: p, cs: cs, sd: qsd}
+	res := &pipelineResults{p: p, cs: cs, sd: qsd, left: 2}
 	if err := p.Sync(); err != nil {
 		return nil, pgconn.CommandTag{}, false, firstErr(err, p.Close())
 	}
@@ -203,16 +204,7 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 	if err != nil {
 		return nil, pgconn.CommandTag{}, false, firstErr(err, res.finish())
 	}
-	rr, err := res.next()
-	res.read = false // next reads the statement's result
-	var tag pgconn.CommandTag
-	if err == nil {
-		tag, err = rr.Close()
-	}
-	if err != nil {
-		return nil, tag, true, firstErr(err, res.finish())
-	}
-	return res, tag, false, nil
+	return readRoute(res)
 }
 
 // sendRoute queues the route statement: prepared (rsd named) or parsed.
