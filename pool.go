@@ -55,6 +55,9 @@ func (d *driftPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Conn
 		}
 		return nil, gorm.ErrInvalidTransaction
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // as database/sql's BeginTx
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err

@@ -521,3 +521,21 @@ func TestRoutedStatementsUnderCancellation(t *testing.T) {
 		})
 	}
 }
+
+// TestTransactionWithEndedContext: a transaction begun with a context that
+// already ended fails with the context's error and holds no connection, as
+// with database/sql (transactions run on a connection held for them).
+func TestTransactionWithEndedContext(t *testing.T) {
+	e := newEnv(t, 1)
+	tn := e.tenant("ended")
+	sqlDB, err := e.db.DB()
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(e.ctx(tn))
+	cancel()
+	ran := false
+	err = e.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { ran = true; return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, ran)
+	assert.Equal(t, 0, sqlDB.Stats().InUse)
+	assertCleanConnection(t, sqlDB)
+}
