@@ -43,19 +43,16 @@ func isStaleStatement(err error) bool {
 	return isDriftError(err) || errors.As(err, &pgErr) && (pgErr.Code == "42883" || pgErr.Code == "42804")
 }
 
-// retryOnStale is retryOnDrift for routed raw statements (isStaleStatement).
-func retryOnStale[T any](fn func() (T, error)) (T, error) {
-	v, err := fn()
-	if err != nil && isStaleStatement(err) {
-		return fn()
-	}
-	return v, err
-}
+// retryOnStale runs fn, and once more when it failed on a statement
+// prepared for another tenant's layout (isStaleStatement): routed raw SQL.
+func retryOnStale[T any](fn func() (T, error)) (T, error) { return retryOnce(isStaleStatement, fn) }
 
 // retryOnDrift runs fn, and once more when it failed on drift.
-func retryOnDrift[T any](fn func() (T, error)) (T, error) {
+func retryOnDrift[T any](fn func() (T, error)) (T, error) { return retryOnce(isDriftError, fn) }
+
+func retryOnce[T any](retryable func(error) bool, fn func() (T, error)) (T, error) {
 	v, err := fn()
-	if err != nil && isDriftError(err) {
+	if err != nil && retryable(err) {
 		return fn()
 	}
 	return v, err

@@ -196,11 +196,11 @@ func inlineRoute(route string, args []any) string {
 }
 
 // pipelinedExec runs a routed statement that returns no rows to the caller.
-func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, route string, routeArgs []any, query string, args []any) (sql.Result, bool, error) {
+func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *tenantValue, route string, routeArgs []any, query string, args []any) (sql.Result, error) {
 	tr := set.tracer
-	res, routeErr, err := sendRouted(ctx, pc, tr, set.named, route, routeArgs, query, args)
+	res, err := sendRoutedFor(ctx, pc, set, v, route, routeArgs, query, args)
 	if err != nil {
-		return nil, routeErr, err
+		return nil, err
 	}
 	end := traced(ctx, pc, tr, query, args)
 	var tag pgconn.CommandTag
@@ -217,18 +217,18 @@ func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rout
 	err = firstErr(err, res.finish())
 	end(tag, err)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	return driver.RowsAffected(tag.RowsAffected()), false, nil
+	return driver.RowsAffected(tag.RowsAffected()), nil
 }
 
 // pipelinedQuery runs a routed query and returns its rows, streaming;
 // release runs when they are closed.
-func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, bool, error) {
+func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *tenantValue, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, error) {
 	tr := set.tracer
-	res, routeErr, err := sendRouted(ctx, pc, tr, set.named, route, routeArgs, query, args)
+	res, err := sendRoutedFor(ctx, pc, set, v, route, routeArgs, query, args)
 	if err != nil {
-		return nil, routeErr, err
+		return nil, err
 	}
 	end := traced(ctx, pc, tr, query, args)
 	rr, err := res.next()
@@ -238,7 +238,7 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rou
 	if err != nil {
 		err = firstErr(err, res.finish())
 		end(pgconn.CommandTag{}, err)
-		return nil, false, err
+		return nil, err
 	}
 	// Read up to the first row, as pgx's stdlib does in QueryContext: an
 	// error before it is the query's error.
@@ -247,7 +247,7 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rou
 		if tag, err := rr.Close(); err != nil {
 			err = firstErr(err, res.finish())
 			end(tag, err)
-			return nil, false, err
+			return nil, err
 		}
 	}
 	return newPgxRows(pc.TypeMap(), rr, more, func(tag pgconn.CommandTag, err error) error {
@@ -256,7 +256,17 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rou
 		}
 		end(tag, err)
 		return errors.Join(err, release())
-	}), false, nil
+	}), nil
+}
+
+// sendRoutedFor is sendRouted for v: a failed route statement becomes
+// routeError's ErrUnknownTenant or TenantError.
+func sendRoutedFor(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *tenantValue, route string, routeArgs []any, query string, args []any) (results, error) {
+	res, routeErr, err := sendRouted(ctx, pc, set.tracer, set.named, route, routeArgs, query, args)
+	if routeErr {
+		err = routeError(v, err)
+	}
+	return res, err
 }
 
 // pipelineSettings are what routed statements need of the pool: the query
@@ -312,11 +322,7 @@ func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (
 		return nil, err
 	}
 	defer r.pipe.Unlock()
-	res, routeErr, err := pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args)
-	if routeErr {
-		err = routeError(r.v, err)
-	}
-	return res, err
+	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.routeSQL, r.routeArgs, query, args)
 }
 
 func (r *routedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
@@ -345,13 +351,10 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	if err := r.lockPipe(); err != nil {
 		return nil, err
 	}
-	rows, routeErr, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routeSQL, r.routeArgs, query, args,
+	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.routeSQL, r.routeArgs, query, args,
 		func() error { r.pipe.Unlock(); return nil })
 	if err != nil {
 		r.pipe.Unlock()
-		if routeErr {
-			err = routeError(r.v, err)
-		}
 		return nil, err
 	}
 	r.open = rows

@@ -6,6 +6,8 @@ import (
 	"database/sql/driver"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"gorm.io/gorm"
 )
 
@@ -55,6 +57,25 @@ func (r *routedPool) begin(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	return tx, c, nil
 }
 
+// pinned holds a connection of the pool for one routed statement and returns
+// it with its pgx connection; nil, nil when the pool is not pgx's stdlib
+// (the statement then runs in a transaction of its own).
+func (r *routedPool) pinned(ctx context.Context) (*sql.Conn, *pgx.Conn, error) {
+	db := sqlDBOf(r.inner)
+	if db == nil {
+		return nil, nil, nil
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, nil, r.wrap("connect", err)
+	}
+	if pc := pgxOf(conn); pc != nil {
+		return conn, pc, nil
+	}
+	conn.Close()
+	return nil, nil, nil
+}
+
 func (r *routedPool) wrap(op string, err error) error {
 	return &TenantError{Tenant: r.v.label(), Op: op, Err: err}
 }
@@ -77,23 +98,17 @@ func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any)
 	if err := checkScript(r.v, query); err != nil {
 		return nil, err
 	}
-	if db := sqlDBOf(r.inner); db != nil {
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			return nil, r.wrap("connect", err)
-		}
+	conn, pc, err := r.pinned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pc != nil {
 		defer conn.Close()
-		if pc := pgxOf(conn); pc != nil {
-			// A prepared raw statement may no longer fit this tenant's
-			// layout (drift.go): it is prepared again and run once more.
-			return retryOnStale(func() (sql.Result, error) {
-				res, routeErr, err := pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), r.routeSQL, r.routeArgs, query, args)
-				if routeErr {
-					err = routeError(r.v, err)
-				}
-				return res, err
-			})
-		}
+		// A prepared raw statement may no longer fit this tenant's layout
+		// (drift.go): it is prepared again and run once more.
+		return retryOnStale(func() (sql.Result, error) {
+			return pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), r.v, r.routeSQL, r.routeArgs, query, args)
+		})
 	}
 	// Raw SQL has the same text for every tenant, so the driver's cached
 	// plan or description of it may fit another tenant's layout
@@ -138,25 +153,18 @@ func (r *routedPool) query(ctx context.Context, query string, args []any) (drive
 	if err := checkScript(r.v, query); err != nil {
 		return nil, err
 	}
-	if db := sqlDBOf(r.inner); db != nil {
-		conn, err := db.Conn(ctx)
+	conn, pc, err := r.pinned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pc != nil {
+		rows, err := retryOnStale(func() (driver.Rows, error) {
+			return pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), r.v, r.routeSQL, r.routeArgs, query, args, conn.Close)
+		})
 		if err != nil {
-			return nil, r.wrap("connect", err)
+			conn.Close()
 		}
-		if pc := pgxOf(conn); pc != nil {
-			rows, err := retryOnStale(func() (driver.Rows, error) {
-				rows, routeErr, err := pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), r.routeSQL, r.routeArgs, query, args, conn.Close)
-				if routeErr {
-					err = routeError(r.v, err)
-				}
-				return rows, err
-			})
-			if err != nil {
-				conn.Close()
-			}
-			return rows, err
-		}
-		conn.Close()
+		return rows, err
 	}
 	return retryOnDrift(func() (driver.Rows, error) { return r.queryInTx(ctx, query, args) })
 }
