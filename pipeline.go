@@ -322,7 +322,7 @@ func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (
 		return nil, err
 	}
 	defer r.pipe.Unlock()
-	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.routeSQL, r.routeArgs, query, args)
+	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.route(), r.routeArgs, query, args)
 }
 
 func (r *routedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
@@ -351,7 +351,7 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	if err := r.lockPipe(); err != nil {
 		return nil, err
 	}
-	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.routeSQL, r.routeArgs, query, args,
+	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.route(), r.routeArgs, query, args,
 		func() error { r.pipe.Unlock(); return nil })
 	if err != nil {
 		r.pipe.Unlock()
@@ -359,6 +359,17 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	}
 	r.open = rows
 	return rows, nil
+}
+
+// route returns the route statement for the transaction's next routed
+// statement, under the pipe lock: the first one's, then rerouteStatement's
+// (see rerouteComment: each keeps its plan).
+func (r *routedTx) route() string {
+	if !r.rerouting {
+		r.rerouting = true
+		return r.routeSQL
+	}
+	return rerouteStatement(r.routeSQL)
 }
 
 // firstErr returns a, or b when a is nil.

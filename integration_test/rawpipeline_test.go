@@ -39,9 +39,12 @@ func (c countingConn) Write(b []byte) (int, error) { c.writes.Add(1); return c.C
 // openCounting opens GORM on the test database the design card's way
 // (postgres.New over pgx's defaults, which is postgres.Open) or through
 // tenantplugin.Open, counting the client's writes.
-func openCounting(t *testing.T, viaOpen bool, dsnParams string, prepareStmt bool, writes *atomic.Int64) *gorm.DB {
+func openCounting(t *testing.T, viaOpen bool, dsnParams string, prepareStmt bool, writes *atomic.Int64, configure ...func(*pgx.ConnConfig)) *gorm.DB {
 	t.Helper()
 	dial := func(cfg *pgx.ConnConfig) {
+		for _, f := range configure {
+			f(cfg)
+		}
 		d := &net.Dialer{}
 		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
@@ -151,6 +154,101 @@ func TestRoutedRawSQLCostsTheRoundTripsOfUnroutedSQL(t *testing.T) {
 			assert.Equal(t, int64(5), routedTx, "BEGIN, three statements, COMMIT")
 			assert.Equal(t, unroutedTx, routedTx)
 			assert.Equal(t, tn, owner)
+		})
+	}
+}
+
+// recordingTracer records the statements pgx's tracer hook reports.
+type recordingTracer struct {
+	mu   sync.Mutex
+	sqls []string
+}
+
+func (r *recordingTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	r.sqls = append(r.sqls, d.SQL)
+	r.mu.Unlock()
+	return ctx
+}
+
+func (r *recordingTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// take returns the recorded statements that contain one of subs, and
+// forgets all.
+func (r *recordingTracer) take(subs ...string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, q := range r.sqls {
+		for _, s := range subs {
+			if strings.Contains(q, s) {
+				out = append(out, q)
+				break
+			}
+		}
+	}
+	r.sqls = nil
+	return out
+}
+
+// TestRouteStatementsTracedAndKeptApart: pgx's tracer (ConnConfig.Tracer)
+// sees the route statement and the statement of every routed raw
+// statement; inside a transaction the later route statements are another
+// prepared statement than the first (PostgreSQL re-plans a prepared
+// statement that runs under another search_path than before: one copy runs
+// under the connection's default path, the other under the tenant's).
+func TestRouteStatementsTracedAndKeptApart(t *testing.T) {
+	const stmt = "SELECT owner FROM polls WHERE id = ?"
+	for _, c := range pipelineConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			var writes atomic.Int64
+			tr := &recordingTracer{}
+			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes, func(cfg *pgx.ConnConfig) { cfg.Tracer = tr })
+			tns := pluginTenants(t, db, "trace", 2)
+			ctx := context.Background()
+			for _, tn := range tns {
+				require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&Poll{Question: "q", Owner: tn}).Error)
+			}
+			const route, query = "set_config('search_path'", "FROM polls WHERE"
+			for range 2 { // the second time on prepared statements
+				tr.take()
+				var owner string
+				tdb := db.WithContext(tenantplugin.WithTenant(ctx, tns[0]))
+				require.NoError(t, tdb.Raw(stmt, 1).Scan(&owner).Error)
+				require.Equal(t, tns[0], owner)
+				outside := tr.take(route, query)
+				require.Len(t, outside, 2, "route and statement outside a transaction: %q", outside)
+				assert.Contains(t, outside[0], route)
+				assert.Contains(t, outside[1], query)
+
+				var owners []string
+				require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+					for _, tn := range []string{tns[0], tns[0], tns[1], tns[0]} {
+						if err := tx.WithContext(tenantplugin.WithTenant(ctx, tn)).Raw(stmt, 1).Scan(&owner).Error; err != nil {
+							return err
+						}
+						owners = append(owners, owner)
+					}
+					return nil
+				}))
+				assert.Equal(t, []string{tns[0], tns[0], tns[1], tns[0]}, owners, "each statement reads its own tenant's table")
+				inside := tr.take(route, query)
+				require.Len(t, inside, 8, "a route statement before each statement: %q", inside)
+				assert.Equal(t, outside[0], inside[0], "the transaction's first route statement is the one used outside transactions")
+				for i := 2; i < 8; i += 2 {
+					assert.Contains(t, inside[i], route)
+					assert.NotEqual(t, inside[0], inside[i], "later route statements are another statement")
+					assert.Equal(t, inside[2], inside[i])
+					assert.Contains(t, inside[i+1], query)
+				}
+			}
+			var prepared int64
+			require.NoError(t, db.Raw("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%set_config(''search_path''%' AND name LIKE 'tenantplugin_%'").Scan(&prepared).Error)
+			if c.dsnParams == "" {
+				assert.Equal(t, int64(2), prepared, "both route statements are prepared statements of the connection")
+			} else {
+				assert.Equal(t, int64(0), prepared, "no prepared statements on a pool configured without them")
+			}
 		})
 	}
 }
