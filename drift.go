@@ -40,7 +40,17 @@ func isDriftError(err error) bool {
 // datatype_mismatch (42804). Both come before execution.
 func isStaleStatement(err error) bool {
 	var pgErr *pgconn.PgError
-	return isDriftError(err) || errors.As(err, &pgErr) && (pgErr.Code == "42883" || pgErr.Code == "42804")
+	return isDriftError(err) || isMissingStatement(err) || errors.As(err, &pgErr) && (pgErr.Code == "42883" || pgErr.Code == "42804")
+}
+
+// isMissingStatement reports that one of the library's prepared statements
+// (prepared.go) no longer exists on the connection: DEALLOCATE or DISCARD
+// ALL ran on it (invalid_sql_statement_name, 26000, naming the statement).
+// The statement was not run; every statement of the connection is prepared
+// again on its next use.
+func isMissingStatement(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "26000" && strings.Contains(pgErr.Message, statementPrefix)
 }
 
 // retryOnStale runs fn, and once more when it failed on a statement

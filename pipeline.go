@@ -100,8 +100,8 @@ func (b batchResults) next() (*pgconn.ResultReader, error) {
 
 func (b batchResults) finish() error {
 	err := b.mrr.Close()
-	if err != nil && b.cs != nil && isStaleStatement(err) {
-		b.cs.forget(b.sd)
+	if err != nil && b.cs != nil {
+		b.cs.failed(err, b.sd)
 	}
 	return err
 }

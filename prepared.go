@@ -65,13 +65,30 @@ func (cs *connStatements) lookup(sql string) *pgconn.StatementDescription {
 // not exist") instead of running another text.
 func nameFor(sql string) string {
 	sum := sha256.Sum256([]byte(sql))
-	return "tenantplugin_" + hex.EncodeToString(sum[:16])
+	return statementPrefix + hex.EncodeToString(sum[:16])
 }
+
+const statementPrefix = "tenantplugin_"
 
 func (cs *connStatements) add(sd *pgconn.StatementDescription) {
 	cs.byText[sd.SQL] = cs.lru.PushFront(sd)
 	for cs.lru.Len() > maxRawStatements {
 		cs.forget(cs.lru.Back().Value.(*pgconn.StatementDescription))
+	}
+}
+
+// failed forgets what err says no longer fits: every statement when one of
+// them no longer exists on the server (isMissingStatement: DEALLOCATE ALL or
+// DISCARD ALL ran on the connection), sd when its prepared form no longer
+// fits this tenant (isStaleStatement). The next use prepares them again.
+func (cs *connStatements) failed(err error, sd *pgconn.StatementDescription) {
+	switch {
+	case isMissingStatement(err):
+		for cs.lru.Len() > 0 {
+			cs.forget(cs.lru.Back().Value.(*pgconn.StatementDescription))
+		}
+	case isStaleStatement(err) && sd != nil:
+		cs.forget(sd)
 	}
 }
 
@@ -116,9 +133,7 @@ func (r *pipelineResults) next() (*pgconn.ResultReader, error) {
 // failed forgets the statement when the error says its prepared form no
 // longer fits this tenant (isStaleStatement): the next use prepares it again.
 func (r *pipelineResults) failed(err error) {
-	if isStaleStatement(err) {
-		r.cs.forget(r.sd)
-	}
+	r.cs.failed(err, r.sd)
 }
 
 func (r *pipelineResults) finish() error {
@@ -229,6 +244,7 @@ type roundErr struct {
 // preparation or description. What succeeded is recorded.
 func prepareRound(p *pgconn.Pipeline, cs *connStatements, rsd, qsd *pgconn.StatementDescription, newR, newQ bool) *roundErr {
 	fail := func(route bool, err error) *roundErr {
+		cs.failed(err, nil)
 		_ = p.Close()
 		return &roundErr{route, err}
 	}

@@ -637,3 +637,69 @@ func TestTransactionWithEndedContext(t *testing.T) {
 	assert.Equal(t, 0, sqlDB.Stats().InUse)
 	assertCleanConnection(t, sqlDB)
 }
+
+// TestRoutedSQLRecoversAfterDeallocateAll: DEALLOCATE ALL and DISCARD ALL
+// drop the connection's prepared statements, the library's route and raw
+// statements included (a breaker's finding: every later routed statement on
+// that connection failed). The next routed statement outside a transaction
+// succeeds (the failed attempt ran nothing and is retried); inside a
+// transaction at most the first transaction fails, as with pgx's own cache.
+func TestRoutedSQLRecoversAfterDeallocateAll(t *testing.T) {
+	for _, c := range pipelineConfigs {
+		for _, reset := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+			t.Run(c.name+"/"+reset, func(t *testing.T) {
+				var writes atomic.Int64
+				db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
+				tns := pluginTenants(t, db, "dealloc", 2)
+				ctx := context.Background()
+				for _, tn := range tns {
+					require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&Poll{Question: "q", Owner: tn}).Error)
+				}
+				owner := func(db *gorm.DB, tn string) (string, error) {
+					var o string
+					err := db.WithContext(tenantplugin.WithTenant(ctx, tn)).Raw("SELECT owner FROM polls WHERE id = ?", 1).Scan(&o).Error
+					return o, err
+				}
+				inTx := func() error {
+					return db.Transaction(func(tx *gorm.DB) error {
+						for _, tn := range []string{tns[0], tns[0], tns[1]} {
+							o, err := owner(tx, tn)
+							if err != nil {
+								return err
+							}
+							if o != tn {
+								return fmt.Errorf("tenant %s read %q", tn, o)
+							}
+						}
+						return nil
+					})
+				}
+				for _, tn := range tns { // warm: route and statement prepared
+					o, err := owner(db, tn)
+					require.NoError(t, err)
+					require.Equal(t, tn, o)
+				}
+				require.NoError(t, inTx())
+
+				// A text of its own each time: pgx's cache (and GORM's
+				// PrepareStmt) would keep the statement that deallocated itself.
+				require.NoError(t, db.Exec(reset+" /* 1 */").Error)
+				for i := 0; i < 3; i++ {
+					o, err := owner(db, tns[i%2])
+					require.NoError(t, err, "routed statement %d outside a transaction after %s", i, reset)
+					assert.Equal(t, tns[i%2], o)
+				}
+
+				require.NoError(t, db.Exec(reset+" /* 2 */").Error)
+				failed := 0
+				for i := 0; i < 4; i++ {
+					if err := inTx(); err != nil {
+						failed++
+						t.Logf("transaction %d after %s: %v", i, reset, err)
+					}
+				}
+				assert.LessOrEqual(t, failed, 1, "transactions failing after %s", reset)
+			})
+		}
+	}
+}
