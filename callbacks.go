@@ -58,8 +58,8 @@ func (p *Plugin) route(db *gorm.DB) {
 			return
 		}
 	}
-	if v != nil && v.pathSet {
-		// The caller's transaction already runs under this search_path
+	if v != nil && v.pathSetOn(stmt.ConnPool) {
+		// The library's transaction already runs under this search_path
 		// (the migrator and RunInTenant set it right after BEGIN).
 		return
 	}
@@ -101,7 +101,7 @@ func (p *Plugin) routeWrite(db *gorm.DB) {
 	if !p.roles || db.Error != nil || db.DryRun || parentOf(db.Statement.Context) != nil {
 		return
 	}
-	if v := valueFrom(db.Statement.Context); v != nil && v.err == nil && !v.shared && !v.pathSet {
+	if v := valueFrom(db.Statement.Context); v != nil && v.err == nil && !v.shared && !v.pathSetOn(db.Statement.ConnPool) {
 		p.routeByPath(db, v)
 	}
 }
@@ -170,7 +170,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		return
 	}
 	v := valueFrom(db.Statement.Context)
-	if v == nil || v.err != nil || v.shared || v.capture || v.pathSet {
+	if v == nil || v.err != nil || v.shared || v.capture || v.pathSetOn(db.Statement.ConnPool) {
 		// Inside the library's own transactions (migrations, creation,
 		// RunInTenant) the schema was checked when the path was set, and
 		// the caller names the tenant: a missing table is a missing table.

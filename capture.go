@@ -108,7 +108,7 @@ func (m *Migrator) captureDDL(ctx context.Context, citus bool) (*ddlPlan, error)
 			return err
 		}
 		defer p.own(tx, v)()
-		stx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
+		stx := p.migrationSession(tx.WithContext(withPathSet(ctx, v, tx.Statement.ConnPool)), false)
 		if len(m.preMigrations) > 0 {
 			if err := p.setMigrationPath(tx, v, true); err != nil {
 				return err
@@ -120,7 +120,7 @@ func (m *Migrator) captureDDL(ctx context.Context, citus bool) (*ddlPlan, error)
 				return err
 			}
 		}
-		cctx := context.WithValue(withPathSet(ctx, v), recorderKey{}, rec)
+		cctx := context.WithValue(withPathSet(ctx, v, tx.Statement.ConnPool), recorderKey{}, rec)
 		if err := p.autoMigrateTenant(p.migrationSession(tx.WithContext(cctx), false)); err != nil {
 			return p.captureFailure(rec, err)
 		}

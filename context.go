@@ -1,6 +1,11 @@
 package tenantplugin
 
-import "context"
+import (
+	"context"
+	"reflect"
+
+	"gorm.io/gorm"
+)
 
 type ctxKey struct{}
 
@@ -11,10 +16,11 @@ type tenantValue struct {
 	quoted string // `"name"`, quoted by QuoteIdentifier
 	shared bool   // SharedOnly: every table goes to the shared schema
 	err    error  // validation error of name, reported by every statement
-	// pathSet marks a context whose transaction already runs under this
-	// route's search_path (set right after BEGIN by the library itself), so
-	// raw statements need no set_config of their own.
-	pathSet bool
+	// pathSet marks a context whose transaction (pathPool) already runs
+	// under this route's search_path (set right after BEGIN by the library
+	// itself), so raw statements there need no set_config of their own.
+	pathSet  bool
+	pathPool gorm.ConnPool
 	// capture marks the capture's scratch schema: errors must not call it
 	// a tenant.
 	capture bool
@@ -85,12 +91,29 @@ func valueFrom(ctx context.Context) *tenantValue {
 	return v
 }
 
-// withPathSet returns ctx marked as running inside a transaction whose
+// withPathSet returns ctx marked as running inside transaction pool, whose
 // search_path the library has set for v.
-func withPathSet(ctx context.Context, v *tenantValue) context.Context {
+func withPathSet(ctx context.Context, v *tenantValue, pool gorm.ConnPool) context.Context {
 	c := *v
-	c.pathSet = true
+	c.pathSet, c.pathPool = true, pool
 	return context.WithValue(ctx, ctxKey{}, &c)
+}
+
+// pathSetOn reports that a statement with v's context runs on the
+// transaction whose search_path the library set for v (withPathSet), and so
+// needs no route of its own. The same context used on any other pool (the
+// app's db, another transaction) is routed like any tenant context: that
+// pool's connection has no such path (a breaker's finding: RunInTenant's
+// context used on the app's db read and wrote the shared schema's
+// same-named tables).
+func (v *tenantValue) pathSetOn(pool gorm.ConnPool) bool {
+	if !v.pathSet || pool == nil || v.pathPool == nil {
+		return false
+	}
+	if t := reflect.TypeOf(pool); t != reflect.TypeOf(v.pathPool) || !t.Comparable() {
+		return false
+	}
+	return pool == v.pathPool
 }
 
 // noRoute returns ctx with any tenant routing removed: statements run exactly

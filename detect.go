@@ -262,13 +262,14 @@ func rawVar(v any) bool {
 
 // txControlIn returns the first transaction-control command (BEGIN, START,
 // COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION) that begins a statement
-// of the script s after its first statement, or "". In a routed script such
-// a command ends the transaction the route's set_config(..., true) lives in
-// (or, ROLLBACK TO SAVEPOINT, undoes it), so the statements after it would
-// run on another path. Quoted strings, quoted identifiers, dollar quotes
-// and comments are skipped; a word in them never counts.
+// of s, or "". The route statement runs before the first statement, so such
+// a command anywhere ends the transaction the route's set_config(..., true)
+// lives in (or, ROLLBACK TO SAVEPOINT, undoes it): the statements after it
+// would run on another path, a BEGIN would leave a transaction open on a
+// pooled connection, and inside the caller's transaction it would end
+// theirs. Quoted strings, quoted identifiers, dollar quotes and comments
+// are skipped; a word in them never counts.
 func txControlIn(s string) string {
-	first := true
 	for i := 0; i < len(s); {
 		// At a statement's start: skip blanks and comments, read its word.
 		i = skipBlank(s, i)
@@ -276,7 +277,7 @@ func txControlIn(s string) string {
 		for j < len(s) && (s[j]|0x20 >= 'a' && s[j]|0x20 <= 'z') {
 			j++
 		}
-		if word := strings.ToUpper(s[i:j]); !first && word != "" {
+		if word := strings.ToUpper(s[i:j]); word != "" {
 			switch word {
 			case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
 				return word
@@ -286,7 +287,6 @@ func txControlIn(s string) string {
 				}
 			}
 		}
-		first = false
 		// Move to the next statement: past the next ';' outside quotes.
 		for i = j; i < len(s) && s[i] != ';'; {
 			i = skipToken(s, i)
@@ -365,15 +365,14 @@ func skipToken(s string, i int) int {
 	return i + 1
 }
 
-// checkScript refuses a routed script that would end the transaction its
-// search_path lives in (txControlIn), before anything is sent.
+// checkScript refuses a routed raw statement or script that would end the
+// transaction its search_path lives in (txControlIn), before anything is
+// sent. Savepoints (SAVEPOINT, RELEASE, and a lone ROLLBACK TO SAVEPOINT)
+// are not routed at all (isSavepointSQL), so they never come here.
 func checkScript(v *tenantValue, query string) error {
-	if strings.IndexByte(query, ';') < 0 {
-		return nil
-	}
 	if w := txControlIn(query); w != "" {
-		return fmt.Errorf("tenantplugin: tenant %q: a raw script routed by search_path may not contain %s after its first statement: the statements after it would run without the tenant's search_path; "+
-			"send them as separate statements, or inside db.Transaction", v.label(), w)
+		return fmt.Errorf("tenantplugin: tenant %q: raw SQL routed by search_path may not contain %s: it would end the transaction that holds the tenant's search_path, and what follows would run without it; "+
+			"use db.Transaction (and tx.SavePoint / tx.RollbackTo) instead", v.label(), w)
 	}
 	return nil
 }

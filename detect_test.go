@@ -36,9 +36,15 @@ func FuzzNamesRelation(f *testing.F) {
 
 func TestTxControlIn(t *testing.T) {
 	for s, want := range map[string]string{
-		"UPDATE a SET x = 1": "",
-		"COMMIT":             "", // a lone statement cannot strand others
-		"BEGIN; UPDATE a SET x = 1; COMMIT; UPDATE b SET y = 2":   "COMMIT",
+		"UPDATE a SET x = 1":                 "",
+		"COMMIT":                             "COMMIT", // the route runs before it: it would end the route's transaction
+		"  begin":                            "BEGIN",
+		"COMMIT; INSERT INTO a VALUES (1)":   "COMMIT",
+		"rollback; INSERT INTO a VALUES (1)": "ROLLBACK",
+		"SAVEPOINT s; UPDATE a SET x = 1":    "",
+		"PREPARE q AS SELECT 1":              "",
+		"ENDING":                             "",
+		"BEGIN; UPDATE a SET x = 1; COMMIT; UPDATE b SET y = 2":   "BEGIN",
 		"UPDATE a SET x = 1; commit":                              "COMMIT",
 		"SELECT 1;\n  -- note\n  /* c */ Rollback to savepoint s": "ROLLBACK",
 		"SELECT 1; end":                                           "END",

@@ -35,7 +35,7 @@ type guardDialector struct {
 // Migrator implements gorm.Dialector.
 func (d guardDialector) Migrator(db *gorm.DB) gorm.Migrator {
 	inner := d.Dialector.Migrator(db)
-	if v := valueFrom(db.Statement.Context); v != nil && v.pathSet {
+	if v := valueFrom(db.Statement.Context); v != nil && v.pathSetOn(db.Statement.ConnPool) {
 		if v.shared || v.capture {
 			return inner
 		}
@@ -234,7 +234,7 @@ func (g guardedMigrator) routed(tx *gorm.DB, v *tenantValue, shared bool) (gorm.
 	if err := g.p.setPath(tx, v); err != nil {
 		return nil, err
 	}
-	s := g.p.migrationSession(tx.WithContext(withPathSet(g.db.Statement.Context, v)), shared)
+	s := g.p.migrationSession(tx.WithContext(withPathSet(g.db.Statement.Context, v, tx.Statement.ConnPool)), shared)
 	if t := g.db.Statement.Table; t != "" {
 		s = s.Table(t)
 	}

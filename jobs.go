@@ -35,7 +35,7 @@ func (p *Plugin) RunInTenant(ctx context.Context, name string, fn func(tx *gorm.
 			return notRegistered(name)
 		}
 		defer p.own(tx, v)()
-		return fn(tx.WithContext(withPathSet(ctx, v)))
+		return fn(tx.WithContext(withPathSet(ctx, v, tx.Statement.ConnPool)))
 	})
 	var ue *UnknownTenantError
 	var te *TenantError

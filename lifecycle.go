@@ -99,7 +99,7 @@ func (m *Migrator) createTenantWith(ctx context.Context, name string, plan *ddlP
 			return err
 		}
 		defer p.own(tx, v)()
-		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v)), false)
+		ttx := p.migrationSession(tx.WithContext(withPathSet(ctx, v, tx.Statement.ConnPool)), false)
 		tables := replayTables
 		if m.slowCreate {
 			tables = autoMigrateTables

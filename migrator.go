@@ -225,7 +225,7 @@ func (m *Migrator) MigrateShared(ctx context.Context) error {
 			return err
 		}
 		defer p.own(tx, v)()
-		stx := p.migrationSession(tx.WithContext(withPathSet(SharedOnly(ctx), v)), true)
+		stx := p.migrationSession(tx.WithContext(withPathSet(SharedOnly(ctx), v, tx.Statement.ConnPool)), true)
 		models := p.layout.sharedValues
 		if err := stx.Migrator().AutoMigrate(models...); err != nil {
 			return fmt.Errorf("automigrate shared models: %w", err)

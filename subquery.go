@@ -64,7 +64,7 @@ func (p *Plugin) routeLate(stmt *gorm.Statement) {
 		return
 	}
 	v := valueFrom(root.Context)
-	if v == nil || v.err != nil || v.pathSet {
+	if v == nil || v.err != nil || v.pathSetOn(root.ConnPool) {
 		return
 	}
 	p.routeByPath(root.DB, v)

@@ -28,13 +28,13 @@ func (p *Plugin) inSchema(ctx context.Context, v *tenantValue, lock string, fn f
 			return err
 		}
 		defer p.own(tx, v)()
-		return fn(tx.WithContext(withPathSet(ctx, v)))
+		return fn(tx.WithContext(withPathSet(ctx, v, tx.Statement.ConnPool)))
 	})
 }
 
 // own records that transaction tx runs under v's search_path, set once by
 // the library (RunInTenant, migrations, creation, the capture): statements
-// with v's context skip routing there. A raw statement for another tenant
+// with v's context skip routing there (withPathSet). A raw statement for another tenant
 // would change that transaction's search_path under their feet, so
 // checkOwner refuses it. The returned function ends the record; call it
 // when the transaction ends.

@@ -503,6 +503,14 @@ func TestRoutedScriptsStayRouted(t *testing.T) {
 		"BEGIN; UPDATE polls SET question = 'one'; COMMIT; UPDATE polls SET question = 'two'",
 		"UPDATE polls SET question = 'one'; ROLLBACK; UPDATE polls SET question = 'two'",
 		"UPDATE polls SET question = 'one';\n-- then\nend; UPDATE polls SET question = 'two'",
+		// First statements too: the route runs before them (a breaker's
+		// finding: the rest ran unrouted, or a BEGIN left the pooled
+		// connection in a transaction and the write was lost).
+		"COMMIT; UPDATE polls SET question = 'two'",
+		"rollback; UPDATE polls SET question = 'two'",
+		"ABORT; UPDATE polls SET question = 'two'",
+		"/* x */ BEGIN; UPDATE polls SET question = 'two'",
+		"COMMIT",
 	} {
 		err := e.as(tn).Exec(script).Error
 		require.Error(t, err, script)

@@ -1,0 +1,46 @@
+package integration_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+)
+
+// TestLibraryTransactionContextOnTheAppDB: the context RunInTenant and a
+// seed hand to their function says "this transaction already runs under the
+// tenant's search_path". Used with the app's db (another connection, or
+// after the transaction ended), statements are routed like any tenant
+// context's (a breaker's finding: they ran unrouted, reading and writing a
+// same-named table of the shared schema).
+func TestLibraryTransactionContextOnTheAppDB(t *testing.T) {
+	var seedCtx context.Context
+	db, p, m := brEnv(t, "", []any{&BrTag{}}, nil, tenantplugin.WithSeed(func(tx *gorm.DB) error {
+		seedCtx = tx.Statement.Context
+		return tx.Create(&BrTag{Name: "seeded"}).Error
+	}))
+	ctx := context.Background()
+	require.NoError(t, m.CreateTenant(ctx, "acme"))
+	require.NoError(t, db.Exec("CREATE TABLE public.br_tags (id serial PRIMARY KEY, name text); INSERT INTO public.br_tags (name) VALUES ('DECOY')").Error)
+
+	names := func(c context.Context) []string {
+		var out []string
+		require.NoError(t, db.WithContext(c).Raw("SELECT name FROM br_tags ORDER BY id").Scan(&out).Error)
+		return out
+	}
+	var runCtx context.Context
+	require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
+		runCtx = tx.Statement.Context
+		assert.Equal(t, []string{"seeded"}, names(runCtx), "the app's db, while RunInTenant runs")
+		return db.WithContext(runCtx).Exec("INSERT INTO br_tags (name) VALUES ('from the app db')").Error
+	}))
+	assert.Equal(t, []string{"seeded", "from the app db"}, names(runCtx), "after RunInTenant returned")
+	assert.Equal(t, []string{"seeded", "from the app db"}, names(seedCtx), "a seed's context after creation")
+	var tags []BrTag
+	require.NoError(t, db.WithContext(runCtx).Find(&tags).Error)
+	assert.Len(t, tags, 2, "GORM-built statements too")
+	assert.Equal(t, int64(1), countOf(t, db, "SELECT count(*) FROM public.br_tags"), "nothing written to the shared table")
+}
