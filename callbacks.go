@@ -186,7 +186,11 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		return
 	}
 	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
-		if exists, err := p.schemaExists(db.Statement.Context, v.name); err == nil && !exists {
+		exists := p.schemaExists
+		if _, inTx := db.Statement.ConnPool.(gorm.TxCommitter); inTx {
+			exists = p.schemaExistsBesides
+		}
+		if exists, err := exists(db.Statement.Context, v.name); err == nil && !exists {
 			db.Error = &UnknownTenantError{Tenant: v.name, Err: db.Error}
 			return
 		}

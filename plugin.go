@@ -3,6 +3,7 @@ package tenantplugin
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -191,7 +192,26 @@ func (p *Plugin) schemaFor(v *tenantValue, table string) (string, error) {
 // schemaExists asks the catalog whether a schema exists. It is used on error
 // paths only.
 func (p *Plugin) schemaExists(ctx context.Context, name string) (bool, error) {
-	return schemaExistsOn(context.WithoutCancel(ctx), p.rootPool, name)
+	return schemaExistsOn(ctx, p.rootPool, name)
+}
+
+// errPoolBusy: the pool has no connection to spare for a catalog question.
+var errPoolBusy = errors.New("tenantplugin: no idle connection")
+
+// schemaExistsBesides is schemaExists asked while the caller holds one of
+// the pool's connections (a statement failed inside a transaction, which
+// is aborted and cannot ask): it asks only when the pool can give another
+// connection without waiting for a transaction to end, and returns
+// errPoolBusy otherwise (a breaker's finding: on a full pool, N
+// transactions each waiting for a connection to ask never returned).
+func (p *Plugin) schemaExistsBesides(ctx context.Context, name string) (bool, error) {
+	if db := sqlDBOf(p.rootPool); db != nil {
+		st := db.Stats()
+		if st.Idle == 0 && st.MaxOpenConnections > 0 && st.OpenConnections >= st.MaxOpenConnections {
+			return false, errPoolBusy
+		}
+	}
+	return p.schemaExists(ctx, name)
 }
 
 // schemaExistsOn asks the catalog, on pool, whether schema name exists.

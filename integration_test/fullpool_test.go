@@ -1,0 +1,55 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorm-tenancy/tenantplugin"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+)
+
+// TestMissingSchemaInsideTransactionOnAFullPool: a GORM-built statement for a
+// tenant whose schema does not exist fails inside a transaction; telling an
+// unknown tenant from a missing table takes a catalog question on another
+// connection. On a pool whose connections are all held (here: one, held by
+// the transaction) it used to wait for one forever (a breaker's finding);
+// now the error comes back at once, naming the tenant, and with a
+// connection to spare it is ErrUnknownTenant.
+func TestMissingSchemaInsideTransactionOnAFullPool(t *testing.T) {
+	var writes atomic.Int64
+	db := openCounting(t, false, "", false, &writes) // one connection
+	pluginTenants(t, db, "fullpool", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	find := func(tx *gorm.DB) error {
+		var polls []Poll
+		return tx.WithContext(tenantplugin.WithTenant(ctx, "fullpool_ghost")).Find(&polls).Error
+	}
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err = db.WithContext(ctx).Transaction(find)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the failed statement's transaction never returned")
+	}
+	require.Error(t, err)
+	var te *tenantplugin.TenantError
+	assert.True(t, errors.As(err, &te) || errors.Is(err, tenantplugin.ErrUnknownTenant), "%v", err)
+	assert.Contains(t, err.Error(), "fullpool_ghost")
+	require.NoError(t, ctx.Err(), "returned before the deadline")
+
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	sqlDB.SetMaxOpenConns(2)
+	err = db.WithContext(ctx).Transaction(find)
+	assert.ErrorIs(t, err, tenantplugin.ErrUnknownTenant, "a connection to spare: the unknown tenant is named as such")
+}
