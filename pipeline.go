@@ -106,15 +106,47 @@ func (b batchResults) finish() error {
 	return err
 }
 
-// sendRouted sends route and then query on pc in one round trip (two the
-// first time a connection sees the text with prepared statements, as pgx's
-// own cache mode) and reads the route's result. On failure everything has
-// been read and the error comes from the route (routeErr true) or from the
-// statement.
-func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named bool, route string, routeArgs []any, query string, args []any) (res results, routeErr bool, err error) {
+// routing is what travels with a routed statement: the route statement and
+// its arguments before it and, inside the caller's transaction, the
+// statements that reset what the route set, after it (resetPath).
+type routing struct {
+	v     *tenantValue
+	sql   string
+	args  []any
+	reset []string
+}
+
+// Inside the caller's transaction the route's set_config(..., true) would
+// last until the transaction ends: the statements after the routed one (a
+// GORM-built statement and the triggers it fires, raw SQL without a tenant
+// or for the shared schema) would run on the tenant's path, and with tenant
+// roles as the tenant's role. So the pipeline ends with these resets (a
+// breaker's finding: a trigger fired by tenant b's insert wrote into tenant
+// a's table after a raw statement of a). They set the connection's default
+// (the value PostgreSQL's RESET would give, for this transaction only) and
+// are utility statements: cheaper than a SELECT, and nothing to plan.
+var (
+	resetPath     = []string{"SET LOCAL search_path TO DEFAULT"}
+	resetPathRole = []string{"SET LOCAL search_path TO DEFAULT", "SET LOCAL role TO DEFAULT"}
+)
+
+// resetFor returns the resets of the route statement route (see resetPath).
+func resetFor(route string) []string {
+	if route == routeRoleSQL {
+		return resetPathRole
+	}
+	return resetPath
+}
+
+// sendRouted sends the route, query and the resets on pc in one round trip
+// (two the first time a connection sees the text with prepared statements,
+// as pgx's own cache mode) and reads the route's result. On failure
+// everything has been read and the error comes from the route (routeErr
+// true) or from the statement.
+func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named bool, rt routing, query string, args []any) (res results, routeErr bool, err error) {
 	rctx := ctx
 	if tr != nil {
-		rctx = tr.TraceQueryStart(ctx, pc, pgx.TraceQueryStartData{SQL: route, Args: routeArgs})
+		rctx = tr.TraceQueryStart(ctx, pc, pgx.TraceQueryStartData{SQL: rt.sql, Args: rt.args})
 	}
 	var tag pgconn.CommandTag
 	switch {
@@ -123,22 +155,29 @@ func sendRouted(ctx context.Context, pc *pgx.Conn, tr pgx.QueryTracer, named boo
 		// extended) statement: like pgx for a statement without arguments,
 		// the simple protocol, the route first. The route's values are
 		// validated names. (A lone statement ending in ';' comes here too.)
-		res, tag, routeErr, err = readRoute(batchResults{mrr: pc.PgConn().Exec(ctx, inlineRoute(route, routeArgs)+";\n"+query)})
+		script := inlineRoute(rt.sql, rt.args) + ";\n" + query
+		for _, r := range rt.reset {
+			script += "\n;" + r // after a newline: a last line comment ends
+		}
+		res, tag, routeErr, err = readRoute(batchResults{mrr: pc.PgConn().Exec(ctx, script)})
 	case !named && basicArgs(args):
 		// A pool without prepared statements (see pipelineSettings): the
 		// statement is parsed with the route each time, its parameter types
 		// inferred by the server for this tenant's tables, as pgx's own
 		// exec mode does; Go's basic types encode exactly in text.
 		batch := &pgconn.Batch{}
-		batch.ExecParams(route, textParams(routeArgs), nil, nil, nil)
+		batch.ExecParams(rt.sql, textParams(rt.args), nil, nil, nil)
 		eqb := builders.Get().(*pgx.ExtendedQueryBuilder)
 		if err = eqb.Build(pc.TypeMap(), nil, args); err == nil {
 			batch.ExecParams(query, eqb.ParamValues, nil, eqb.ParamFormats, eqb.ResultFormats)
+			for _, r := range rt.reset {
+				batch.ExecParams(r, nil, nil, nil, nil)
+			}
 			res, tag, routeErr, err = readRoute(batchResults{mrr: pc.PgConn().ExecBatch(ctx, batch)})
 		}
 		builders.Put(eqb)
 	default:
-		res, tag, routeErr, err = sendPrepared(ctx, pc, named, route, routeArgs, query, args)
+		res, tag, routeErr, err = sendPrepared(ctx, pc, named, rt, query, args)
 	}
 	if tr != nil {
 		tr.TraceQueryEnd(rctx, pc, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
@@ -196,23 +235,33 @@ func inlineRoute(route string, args []any) string {
 }
 
 // pipelinedExec runs a routed statement that returns no rows to the caller.
-func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *tenantValue, route string, routeArgs []any, query string, args []any) (sql.Result, error) {
+func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rt routing, query string, args []any) (sql.Result, error) {
 	tr := set.tracer
-	res, err := sendRoutedFor(ctx, pc, set, v, route, routeArgs, query, args)
+	res, err := sendRoutedFor(ctx, pc, set, rt, query, args)
 	if err != nil {
 		return nil, err
 	}
 	end := traced(ctx, pc, tr, query, args)
-	var tag pgconn.CommandTag
+	// The statement's tag is the last one before the resets' (a script's
+	// last statement's, as database/sql reports it).
+	var recent [3]pgconn.CommandTag
+	n := 0
 	for {
 		rr, rerr := res.next()
 		if rerr != nil || rr == nil {
 			err = rerr
 			break
 		}
-		if tag, err = rr.Close(); err != nil {
+		tag, cerr := rr.Close()
+		if err = cerr; err != nil {
 			break
 		}
+		recent[n%len(recent)] = tag
+		n++
+	}
+	var tag pgconn.CommandTag
+	if n > len(rt.reset) {
+		tag = recent[(n-1-len(rt.reset))%len(recent)]
 	}
 	err = firstErr(err, res.finish())
 	end(tag, err)
@@ -224,9 +273,9 @@ func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *t
 
 // pipelinedQuery runs a routed query and returns its rows, streaming;
 // release runs when they are closed.
-func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *tenantValue, route string, routeArgs []any, query string, args []any, release func() error) (driver.Rows, error) {
+func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rt routing, query string, args []any, release func() error) (driver.Rows, error) {
 	tr := set.tracer
-	res, err := sendRoutedFor(ctx, pc, set, v, route, routeArgs, query, args)
+	res, err := sendRoutedFor(ctx, pc, set, rt, query, args)
 	if err != nil {
 		return nil, err
 	}
@@ -259,12 +308,19 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *
 	}), nil
 }
 
-// sendRoutedFor is sendRouted for v: a failed route statement becomes
+// sendRoutedFor is sendRouted for rt.v: a failed route statement becomes
 // routeError's ErrUnknownTenant or TenantError.
-func sendRoutedFor(ctx context.Context, pc *pgx.Conn, set pipelineSettings, v *tenantValue, route string, routeArgs []any, query string, args []any) (results, error) {
-	res, routeErr, err := sendRouted(ctx, pc, set.tracer, set.named, route, routeArgs, query, args)
-	if routeErr {
-		err = routeError(v, err)
+func sendRoutedFor(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rt routing, query string, args []any) (results, error) {
+	res, routeErr, err := sendRouted(ctx, pc, set.tracer, set.named, rt, query, args)
+	switch {
+	case routeErr && (ctx.Err() != nil || pgconn.Timeout(err)):
+		// The round trip was cut before the route's result arrived: the
+		// server sends it with the statement's, so the statement ran out of
+		// time, not the route (a breaker's finding: "set search_path:
+		// timeout").
+		err = &TenantError{Tenant: rt.v.label(), Op: "raw statement", Err: err}
+	case routeErr:
+		err = routeError(rt.v, err)
 	}
 	return res, err
 }
@@ -322,7 +378,7 @@ func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (
 		return nil, err
 	}
 	defer r.pipe.Unlock()
-	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.route(), r.routeArgs, query, args)
+	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routing(), query, args)
 }
 
 func (r *routedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
@@ -351,7 +407,7 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	if err := r.lockPipe(); err != nil {
 		return nil, err
 	}
-	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.v, r.route(), r.routeArgs, query, args,
+	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routing(), query, args,
 		func() error { r.pipe.Unlock(); return nil })
 	if err != nil {
 		r.pipe.Unlock()
@@ -361,15 +417,9 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	return rows, nil
 }
 
-// route returns the route statement for the transaction's next routed
-// statement, under the pipe lock: the first one's, then rerouteStatement's
-// (see rerouteComment: each keeps its plan).
-func (r *routedTx) route() string {
-	if !r.rerouting {
-		r.rerouting = true
-		return r.routeSQL
-	}
-	return rerouteStatement(r.routeSQL)
+// routing is r's route, with the resets that end it after the statement.
+func (r *routedTx) routing() routing {
+	return routing{v: r.v, sql: r.routeSQL, args: r.routeArgs, reset: resetFor(r.routeSQL)}
 }
 
 // firstErr returns a, or b when a is nil.

@@ -99,9 +99,6 @@ type pinnedTx struct {
 	pipe sync.Mutex  // held while a routed statement uses pc (its rows included)
 	done bool        // under pipe: ended, pc may serve another caller now
 	open driver.Rows // routed rows not yet closed (routedTx)
-	// rerouting (under pipe): a routed statement has run in this
-	// transaction, so its search_path is probably the tenant's (routedTx.route)
-	rerouting bool
 }
 
 func (t *pinnedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {

@@ -152,13 +152,15 @@ func (r *pipelineResults) finish() error {
 	return firstErr(first, r.p.Close())
 }
 
-// sendPrepared runs route and then query on pc with query's description
-// known: as prepared statements of pc (named), or parsed unnamed with the
-// parameter types the description gives (not named: pools configured
-// without prepared statements). What pc lacks is prepared or described
-// first, in a round trip that runs the route before it (see above). It
-// returns the query's results after reading the route's.
-func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, routeArgs []any, query string, args []any) (results, pgconn.CommandTag, bool, error) {
+// sendPrepared runs the route, query and the resets on pc with query's
+// description known: as prepared statements of pc (named), or parsed
+// unnamed with the parameter types the description gives (not named: pools
+// configured without prepared statements). What pc lacks is prepared or
+// described first, in a round trip that runs the route before it (see
+// above). The resets are parsed each time (utility statements: nothing to
+// plan). It returns the query's results after reading the route's.
+func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, rt routing, query string, args []any) (results, pgconn.CommandTag, bool, error) {
+	route, routeArgs := rt.sql, rt.args
 	cs := statementsOf(pc)
 	rsd, qsd := cs.lookup(route), cs.lookup(query)
 	if !named {
@@ -199,6 +201,9 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 		batch := &pgconn.Batch{}
 		batch.ExecStatement(rsd, textParams(routeArgs), nil, nil)
 		batch.ExecStatement(qsd, eqb.ParamValues, eqb.ParamFormats, formats)
+		for _, r := range rt.reset {
+			batch.ExecParams(r, nil, nil, nil, nil)
+		}
 		res, tag, routeErr, err := readRoute(batchResults{mrr: pc.PgConn().ExecBatch(ctx, batch), cs: cs, sd: qsd})
 		return res, tag, routeErr, err
 	}
@@ -210,7 +215,10 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, route string, r
 	} else {
 		p.SendQueryParams(query, eqb.ParamValues, qsd.ParamOIDs, eqb.ParamFormats, formats)
 	}
-	res := &pipelineResults{p: p, cs: cs, sd: qsd, left: 2}
+	for _, r := range rt.reset {
+		p.SendQueryParams(r, nil, nil, nil, nil)
+	}
+	res := &pipelineResults{p: p, cs: cs, sd: qsd, left: 2 + len(rt.reset)}
 	if err := p.Sync(); err != nil {
 		return nil, pgconn.CommandTag{}, false, firstErr(err, p.Close())
 	}

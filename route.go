@@ -35,38 +35,6 @@ const (
 	routeRoleSQL = "SELECT $1::pg_catalog.regnamespace, pg_catalog.set_config('search_path', $2, true), pg_catalog.set_config('role', $3, true)"
 )
 
-// Inside a transaction the route statement runs under two search_paths: the
-// connection's default before the transaction's first routed statement, the
-// tenant's before each later one. PostgreSQL re-analyzes and re-plans a
-// prepared statement each time it runs under another search_path than the
-// one it was planned under (plancache.c, RevalidateCachedQuery), whatever
-// the statement names; a single prepared route statement was therefore
-// re-planned twice per transaction, which made three routed statements in a
-// transaction cost 1.20x the same statements hand-qualified instead of
-// 1.07x (pgx alone, PostgreSQL 15, same run). So a transaction's later
-// route statements are a second prepared statement (the same statement with
-// a comment: another text, so another name, prepared.go), whose plan stays
-// valid under the tenant's path. Outside a transaction the route always runs
-// under the default path and uses the first.
-const rerouteComment = " /* again in this transaction */"
-
-// rerouteStatement is the route statement sql for the later routed
-// statements of a transaction (see rerouteComment).
-func rerouteStatement(sql string) string {
-	switch sql {
-	case routeSQL:
-		return rerouteSQL
-	case routeRoleSQL:
-		return rerouteRoleSQL
-	}
-	return sql
-}
-
-const (
-	rerouteSQL     = routeSQL + rerouteComment
-	rerouteRoleSQL = routeRoleSQL + rerouteComment
-)
-
 // routeStatement returns the statement that routes the current transaction
 // to v: its search_path and, with tenant roles, its role.
 func (p *Plugin) routeStatement(v *tenantValue) (string, []any) {

@@ -107,7 +107,7 @@ func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any)
 		// A prepared raw statement may no longer fit this tenant's layout
 		// (drift.go): it is prepared again and run once more.
 		return retryOnStale(func() (sql.Result, error) {
-			return pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), r.v, r.routeSQL, r.routeArgs, query, args)
+			return pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), routing{v: r.v, sql: r.routeSQL, args: r.routeArgs}, query, args)
 		})
 	}
 	// Raw SQL has the same text for every tenant, so the driver's cached
@@ -159,7 +159,7 @@ func (r *routedPool) query(ctx context.Context, query string, args []any) (drive
 	}
 	if pc != nil {
 		rows, err := retryOnStale(func() (driver.Rows, error) {
-			return pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), r.v, r.routeSQL, r.routeArgs, query, args, conn.Close)
+			return pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), routing{v: r.v, sql: r.routeSQL, args: r.routeArgs}, query, args, conn.Close)
 		})
 		if err != nil {
 			conn.Close()

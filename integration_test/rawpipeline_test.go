@@ -191,13 +191,16 @@ func (r *recordingTracer) take(subs ...string) []string {
 	return out
 }
 
-// TestRouteStatementsTracedAndKeptApart: pgx's tracer (ConnConfig.Tracer)
-// sees the route statement and the statement of every routed raw
-// statement; inside a transaction the later route statements are another
-// prepared statement than the first (PostgreSQL re-plans a prepared
-// statement that runs under another search_path than before: one copy runs
-// under the connection's default path, the other under the tenant's).
-func TestRouteStatementsTracedAndKeptApart(t *testing.T) {
+// TestRouteStatementsTracedAndReset: pgx's tracer (ConnConfig.Tracer) sees
+// the route statement and the statement of every routed raw statement, in
+// and out of transactions, on every pool configuration; inside a
+// transaction the route ends with its statement: what runs next sees the
+// connection's default search_path and role again (a breaker's finding: a
+// raw statement without a tenant read the previous tenant's table). The
+// route statement stays one prepared statement of the connection, always
+// run under the default path (PostgreSQL re-plans a prepared statement
+// that runs under another search_path than before).
+func TestRouteStatementsTracedAndReset(t *testing.T) {
 	const stmt = "SELECT owner FROM polls WHERE id = ?"
 	for _, c := range pipelineConfigs {
 		t.Run(c.name, func(t *testing.T) {
@@ -209,6 +212,8 @@ func TestRouteStatementsTracedAndKeptApart(t *testing.T) {
 			for _, tn := range tns {
 				require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&Poll{Question: "q", Owner: tn}).Error)
 			}
+			var defaultPath string
+			require.NoError(t, db.Raw("SELECT current_setting('search_path')").Scan(&defaultPath).Error)
 			const route, query = "set_config('search_path'", "FROM polls WHERE"
 			for range 2 { // the second time on prepared statements
 				tr.take()
@@ -221,31 +226,34 @@ func TestRouteStatementsTracedAndKeptApart(t *testing.T) {
 				assert.Contains(t, outside[0], route)
 				assert.Contains(t, outside[1], query)
 
-				var owners []string
+				var owners, paths []string
 				require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
 					for _, tn := range []string{tns[0], tns[0], tns[1], tns[0]} {
 						if err := tx.WithContext(tenantplugin.WithTenant(ctx, tn)).Raw(stmt, 1).Scan(&owner).Error; err != nil {
 							return err
 						}
 						owners = append(owners, owner)
+						var path string
+						if err := tx.Raw("SELECT current_setting('search_path')").Scan(&path).Error; err != nil {
+							return err
+						}
+						paths = append(paths, path)
 					}
 					return nil
 				}))
 				assert.Equal(t, []string{tns[0], tns[0], tns[1], tns[0]}, owners, "each statement reads its own tenant's table")
+				assert.Equal(t, []string{defaultPath, defaultPath, defaultPath, defaultPath}, paths, "after each routed statement, the default path")
 				inside := tr.take(route, query)
 				require.Len(t, inside, 8, "a route statement before each statement: %q", inside)
-				assert.Equal(t, outside[0], inside[0], "the transaction's first route statement is the one used outside transactions")
-				for i := 2; i < 8; i += 2 {
-					assert.Contains(t, inside[i], route)
-					assert.NotEqual(t, inside[0], inside[i], "later route statements are another statement")
-					assert.Equal(t, inside[2], inside[i])
+				for i := 0; i < 8; i += 2 {
+					assert.Equal(t, outside[0], inside[i], "one route statement")
 					assert.Contains(t, inside[i+1], query)
 				}
 			}
 			var prepared int64
 			require.NoError(t, db.Raw("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%set_config(''search_path''%' AND name LIKE 'tenantplugin_%'").Scan(&prepared).Error)
 			if c.dsnParams == "" {
-				assert.Equal(t, int64(2), prepared, "both route statements are prepared statements of the connection")
+				assert.Equal(t, int64(1), prepared, "the route statement is a prepared statement of the connection")
 			} else {
 				assert.Equal(t, int64(0), prepared, "no prepared statements on a pool configured without them")
 			}
@@ -707,6 +715,39 @@ func TestRoutedSQLRecoversAfterDeallocateAll(t *testing.T) {
 					}
 				}
 				assert.LessOrEqual(t, failed, 1, "transactions failing after %s", reset)
+			})
+		}
+	}
+}
+
+// TestStatementTimeoutIsNotBlamedOnTheRoute: a routed statement whose
+// context ends while it runs fails with the context's error, and the
+// message does not blame the route statement, which succeeded (a breaker's
+// finding: "set search_path: timeout").
+func TestStatementTimeoutIsNotBlamedOnTheRoute(t *testing.T) {
+	for _, c := range pipelineConfigs[:3] {
+		for _, inTx := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/inTx=%v", c.name, inTx), func(t *testing.T) {
+				var writes atomic.Int64
+				db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
+				tn := pluginTenants(t, db, "timeout", 1)[0]
+				tctx := tenantplugin.WithTenant(context.Background(), tn)
+				require.NoError(t, db.WithContext(tctx).Exec("SELECT 1 FROM polls").Error) // warm
+				ctx, cancel := context.WithTimeout(tctx, 100*time.Millisecond)
+				defer cancel()
+				const q = "SELECT count(*), pg_sleep(0.5) FROM polls"
+				var err error
+				if inTx {
+					err = db.Transaction(func(tx *gorm.DB) error {
+						return tx.WithContext(ctx).Raw(q).Scan(&[]map[string]any{}).Error
+					})
+				} else {
+					err = db.WithContext(ctx).Raw(q).Scan(&[]map[string]any{}).Error
+				}
+				require.Error(t, err)
+				assert.ErrorIs(t, err, context.DeadlineExceeded)
+				assert.NotContains(t, err.Error(), "set search_path")
+				assert.Contains(t, err.Error(), tn)
 			})
 		}
 	}
