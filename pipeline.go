@@ -130,6 +130,9 @@ var (
 	resetPathRole = []string{"SET LOCAL search_path TO DEFAULT", "SET LOCAL role TO DEFAULT"}
 )
 
+// maxResets is the length of the longest resets (resetPathRole).
+const maxResets = 2
+
 // resetFor returns the resets of the route statement route (see resetPath).
 func resetFor(route string) []string {
 	if route == routeRoleSQL {
