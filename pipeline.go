@@ -23,7 +23,8 @@ import (
 //     (extended query protocol), so set_config(..., true) holds for the
 //     statement and ends with it: no pooled connection keeps the path, and
 //     no BEGIN and COMMIT are needed outside a transaction. Inside the
-//     caller's transaction the same pipeline just adds the route in front.
+//     caller's transaction the same pipeline adds the route in front and
+//     the resets behind (resetPath), so the path ends with the statement.
 //   - The statement is parsed after the route has run, so its names resolve
 //     under the tenant's path. pgx's own batches cannot do that: in its
 //     cache modes they prepare or describe new statements in a round trip of

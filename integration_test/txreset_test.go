@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gorm-tenancy/tenantplugin"
@@ -84,6 +85,50 @@ func TestRoutedStatementLeavesNothingInTheTransaction(t *testing.T) {
 				return errRollbackTx
 			})
 			require.ErrorIs(t, err, errRollbackTx)
+		})
+	}
+}
+
+// TestRoutedExecInsideTransactionsReportsItsRows: the resets that follow a
+// routed statement inside a transaction are not the statement: RowsAffected
+// is the statement's (a script's: its last statement's, as database/sql
+// reports it), on every pool configuration, and a script ending in a line
+// comment still runs its resets.
+func TestRoutedExecInsideTransactionsReportsItsRows(t *testing.T) {
+	for _, c := range pipelineConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			var writes atomic.Int64
+			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes)
+			tn := pluginTenants(t, db, "rows", 1)[0]
+			tctx := tenantplugin.WithTenant(context.Background(), tn)
+			for i := 0; i < 3; i++ {
+				require.NoError(t, db.WithContext(tctx).Create(&Poll{Question: "q", Owner: tn}).Error)
+			}
+			var defaultPath string
+			require.NoError(t, db.Raw("SELECT current_setting('search_path')").Scan(&defaultPath).Error)
+			for _, want := range []struct {
+				sql  string
+				rows int64
+			}{
+				{"UPDATE polls SET question = 'a'", 3},
+				{"UPDATE polls SET question = 'b' WHERE id = 1; UPDATE polls SET question = 'c' WHERE id > 1", 2},
+				{"UPDATE polls SET question = 'd' WHERE id = 1 -- the last line, a comment", 1},
+				{"UPDATE polls SET question = 'd' WHERE id < 3; -- a script ending in a comment", 2},
+			} {
+				for range 2 { // the second time on prepared statements
+					require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+						res := tx.WithContext(tctx).Exec(want.sql)
+						if res.Error != nil {
+							return res.Error
+						}
+						assert.Equal(t, want.rows, res.RowsAffected, want.sql)
+						var path string
+						require.NoError(t, tx.Raw("SELECT current_setting('search_path')").Scan(&path).Error)
+						assert.Equal(t, defaultPath, path, want.sql)
+						return nil
+					}), want.sql)
+				}
+			}
 		})
 	}
 }
