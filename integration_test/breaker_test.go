@@ -41,6 +41,34 @@ func brEnv(t *testing.T, setup string, models []any, popts []tenantplugin.Option
 	return db, p, m
 }
 
+// brTagTenants is brEnv for BrTag with tenants (each holding one tag, "tag
+// of <tenant>"), with tenant roles when roles is set (the roles dropped at
+// cleanup).
+func brTagTenants(t *testing.T, setup string, roles bool, tenants ...string) (*gorm.DB, *tenantplugin.Plugin, *tenantplugin.Migrator) {
+	t.Helper()
+	var popts []tenantplugin.Option
+	if roles {
+		popts = append(popts, tenantplugin.WithTenantRoles())
+	}
+	db, p, m := brEnv(t, setup, []any{&BrTag{}}, popts)
+	ctx := context.Background()
+	for _, tn := range tenants {
+		require.NoError(t, m.CreateTenant(ctx, tn))
+		require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&BrTag{Name: "tag of " + tn}).Error)
+	}
+	if roles {
+		t.Cleanup(func() {
+			for _, tn := range tenants {
+				_ = m.DropTenant(ctx, tn)
+			}
+			shared := tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(dbName(t, db)))
+			db.Exec("DROP OWNED BY " + shared)
+			db.Exec("DROP ROLE IF EXISTS " + shared)
+		})
+	}
+	return db, p, m
+}
+
 func countOf(t *testing.T, db *gorm.DB, q string) int64 {
 	t.Helper()
 	var n int64
@@ -55,25 +83,8 @@ func countOf(t *testing.T, db *gorm.DB, q string) int64 {
 func TestRawStatementForAnotherTenantInsideRunInTenantIsRefused(t *testing.T) {
 	for _, roles := range []bool{false, true} {
 		t.Run(fmt.Sprintf("roles=%v", roles), func(t *testing.T) {
-			var popts []tenantplugin.Option
-			if roles {
-				popts = append(popts, tenantplugin.WithTenantRoles())
-			}
-			db, p, m := brEnv(t, "", []any{&BrTag{}}, popts)
+			db, p, _ := brTagTenants(t, "", roles, "acme", "globex")
 			ctx := context.Background()
-			for _, tn := range []string{"acme", "globex"} {
-				require.NoError(t, m.CreateTenant(ctx, tn))
-				require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&BrTag{Name: "tag of " + tn}).Error)
-			}
-			if roles {
-				t.Cleanup(func() {
-					for _, tn := range []string{"acme", "globex"} {
-						_ = m.DropTenant(ctx, tn)
-					}
-					db.Exec("DROP OWNED BY " + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(dbName(t, db))))
-					db.Exec("DROP ROLE IF EXISTS " + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(dbName(t, db))))
-				})
-			}
 			globex := tenantplugin.WithTenant(ctx, "globex")
 			err := p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
 				var names []string

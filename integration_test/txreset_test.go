@@ -25,26 +25,9 @@ var errRollbackTx = errors.New("roll back")
 func TestRoutedStatementLeavesNothingInTheTransaction(t *testing.T) {
 	for _, roles := range []bool{false, true} {
 		t.Run(fmt.Sprintf("roles=%v", roles), func(t *testing.T) {
-			var popts []tenantplugin.Option
-			if roles {
-				popts = append(popts, tenantplugin.WithTenantRoles())
-			}
-			db, _, m := brEnv(t, "CREATE TABLE public.audit (tag text)", []any{&BrTag{}}, popts)
+			db, _, _ := brTagTenants(t, "CREATE TABLE public.audit (tag text)", roles, "acme", "globex")
 			ctx := context.Background()
 			tns := []string{"acme", "globex"}
-			for _, tn := range tns {
-				require.NoError(t, m.CreateTenant(ctx, tn))
-				require.NoError(t, db.WithContext(tenantplugin.WithTenant(ctx, tn)).Create(&BrTag{Name: "tag of " + tn}).Error)
-			}
-			if roles {
-				t.Cleanup(func() {
-					for _, tn := range tns {
-						_ = m.DropTenant(ctx, tn)
-					}
-					db.Exec("DROP OWNED BY " + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(dbName(t, db))))
-					db.Exec("DROP ROLE IF EXISTS " + tenantplugin.QuoteIdentifier(tenantplugin.SharedAccessRoleName(dbName(t, db))))
-				})
-			}
 			// A trigger function naming its table unqualified, on each
 			// tenant's table: it writes into the audit table its path finds.
 			require.NoError(t, db.Exec(`CREATE FUNCTION public.audit_tag() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (NEW.name); RETURN NEW; END $$`).Error)
