@@ -1,6 +1,7 @@
 package tenantplugin
 
 import (
+	"database/sql"
 	"errors"
 	"strings"
 
@@ -121,6 +122,13 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 		if isSavepointSQL(stmt) {
 			return
 		}
+		if p.ownedBy(stmt.ConnPool, v) {
+			// The library's transaction for v (RunInTenant, a seed, a
+			// migration) already runs under v's path: a route, and the
+			// resets after it, would end that path for the statements
+			// after it (a breaker's finding).
+			return
+		}
 		if err := p.checkOwner(stmt.ConnPool, v); err != nil {
 			db.AddError(err)
 			return
@@ -187,7 +195,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	}
 	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
 		exists := p.schemaExists
-		if _, inTx := db.Statement.ConnPool.(gorm.TxCommitter); inTx {
+		if holdsConnection(db.Statement.ConnPool) {
 			exists = p.schemaExistsBesides
 		}
 		if exists, err := exists(db.Statement.Context, v.name); err == nil && !exists {
@@ -196,6 +204,20 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		}
 	}
 	db.Error = &TenantError{Tenant: v.name, Err: db.Error}
+}
+
+// holdsConnection reports a pool that is one connection of the plugin's
+// pool, held by the caller: a transaction, or db.Connection's *sql.Conn
+// (under GORM's PrepareStmt too).
+func holdsConnection(pool gorm.ConnPool) bool {
+	if ps, ok := pool.(*gorm.PreparedStmtDB); ok {
+		pool = ps.ConnPool
+	}
+	switch pool.(type) {
+	case gorm.TxCommitter, *sql.Conn:
+		return true
+	}
+	return false
 }
 
 // currentTable returns the statement's main table and whether it is a plain
@@ -215,19 +237,49 @@ func currentTable(stmt *gorm.Statement) (string, bool) {
 	return t, false
 }
 
-// isSavepointSQL spots the SAVEPOINT statements GORM sends for nested
-// transactions (SAVEPOINT, ROLLBACK TO SAVEPOINT, RELEASE SAVEPOINT, then a
-// name such as sp0xc000123456): they touch no table and need no
-// search_path. Only the whole statement counts: a raw script that merely
-// starts with SAVEPOINT is routed like any other.
+// isSavepointSQL spots a lone savepoint statement: SAVEPOINT name, ROLLBACK
+// [WORK | TRANSACTION] TO [SAVEPOINT] name, RELEASE [SAVEPOINT] name, in any
+// case (GORM sends them for nested transactions; people write them by
+// hand). They touch no table and need no search_path, so they run as
+// written, unrouted: routed, a savepoint would be taken between the route
+// and the resets after it, and rolling back to it would bring a tenant's
+// path back (a breaker's finding). Inside a routed script they are refused
+// (txControlIn).
 func isSavepointSQL(stmt *gorm.Statement) bool {
-	s := stmt.SQL.String()
-	for _, prefix := range []string{"SAVEPOINT ", "ROLLBACK TO SAVEPOINT ", "RELEASE SAVEPOINT "} {
-		if name, ok := strings.CutPrefix(s, prefix); ok {
-			return name != "" && strings.IndexFunc(name, func(r rune) bool {
-				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_')
-			}) < 0
+	s := strings.TrimSpace(stmt.SQL.String())
+	s = strings.TrimSpace(strings.TrimSuffix(s, ";"))
+	sc := scriptScanner{src: s}
+	var words []string
+	for sc.pos < len(s) {
+		start := sc.pos
+		switch sc.next() {
+		case tokSpace, tokComment:
+		case tokWord, tokQuoted:
+			if len(words) == 6 {
+				return false
+			}
+			words = append(words, strings.ToUpper(s[start:sc.pos]))
+		default:
+			return false
 		}
+	}
+	name := func(rest []string) bool {
+		if len(rest) > 0 && rest[0] == "SAVEPOINT" {
+			rest = rest[1:]
+		}
+		return len(rest) == 1 && rest[0][0] != '\''
+	}
+	switch {
+	case len(words) == 2 && words[0] == "SAVEPOINT":
+		return name(words[1:])
+	case len(words) >= 2 && words[0] == "RELEASE":
+		return name(words[1:])
+	case len(words) >= 3 && words[0] == "ROLLBACK":
+		rest := words[1:]
+		if rest[0] == "WORK" || rest[0] == "TRANSACTION" {
+			rest = rest[1:]
+		}
+		return len(rest) >= 2 && rest[0] == "TO" && name(rest[1:])
 	}
 	return false
 }

@@ -261,108 +261,61 @@ func rawVar(v any) bool {
 }
 
 // txControlIn returns the first transaction-control command (BEGIN, START,
-// COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION) that begins a statement
-// of s, or "". The route statement runs before the first statement, so such
-// a command anywhere ends the transaction the route's set_config(..., true)
-// lives in (or, ROLLBACK TO SAVEPOINT, undoes it): the statements after it
-// would run on another path, a BEGIN would leave a transaction open on a
-// pooled connection, and inside the caller's transaction it would end
-// theirs. Quoted strings, quoted identifiers, dollar quotes and comments
-// are skipped; a word in them never counts.
+// COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION, SAVEPOINT, RELEASE)
+// that begins a statement of s, or "". The route statement runs before the
+// first statement, so such a command anywhere ends the transaction the
+// route's set_config(..., true) lives in (or, ROLLBACK TO SAVEPOINT, undoes
+// it): the statements after it would run on another path, a BEGIN would
+// leave a transaction open on a pooled connection, and inside the caller's
+// transaction it would end theirs. A savepoint taken between the route and
+// the resets that follow it inside a transaction (pipeline.go) would bring
+// the tenant's path back when rolled back to, so SAVEPOINT and RELEASE
+// count too (lone savepoint statements are not routed: isSavepointSQL).
+// Statements are found as psql finds them (splitScript: strings, E-prefixed
+// strings, quoted identifiers, dollar quotes, comments, BEGIN ATOMIC
+// bodies).
 func txControlIn(s string) string {
-	for i := 0; i < len(s); {
-		// At a statement's start: skip blanks and comments, read its word.
-		i = skipBlank(s, i)
-		j := i
-		for j < len(s) && (s[j]|0x20 >= 'a' && s[j]|0x20 <= 'z') {
-			j++
+	if strings.IndexByte(s, ';') < 0 {
+		return txControlWord(s)
+	}
+	for _, st := range splitScript(s) {
+		if w := txControlWord(st.SQL); w != "" {
+			return w
 		}
-		if word := strings.ToUpper(s[i:j]); word != "" {
-			switch word {
-			case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT":
-				return word
-			case "PREPARE":
-				if k := skipBlank(s, j); len(s) >= k+11 && strings.EqualFold(s[k:k+11], "TRANSACTION") {
-					return "PREPARE TRANSACTION"
-				}
-			}
-		}
-		// Move to the next statement: past the next ';' outside quotes.
-		for i = j; i < len(s) && s[i] != ';'; {
-			i = skipToken(s, i)
-		}
-		i++
 	}
 	return ""
 }
 
-// skipBlank skips white space and comments from i.
-func skipBlank(s string, i int) int {
-	for i < len(s) {
-		switch {
-		case s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f':
-			i++
-		case strings.HasPrefix(s[i:], "--") || strings.HasPrefix(s[i:], "/*"):
-			i = skipToken(s, i)
+// txControlWord returns the transaction-control command statement s
+// begins with (see txControlIn), or "".
+func txControlWord(s string) string {
+	sc := scriptScanner{src: s}
+	first := ""
+	for sc.pos < len(s) {
+		start := sc.pos
+		switch sc.next() {
+		case tokSpace, tokComment:
+			continue
+		case tokWord:
+			w := strings.ToUpper(s[start:sc.pos])
+			if first == "PREPARE" {
+				if w == "TRANSACTION" {
+					return "PREPARE TRANSACTION"
+				}
+				return ""
+			}
+			switch first = w; w {
+			case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE":
+				return w
+			case "PREPARE":
+				continue
+			}
+			return ""
 		default:
-			return i
+			return ""
 		}
 	}
-	return i
-}
-
-// skipToken returns the index after the token at i: a quoted string or
-// identifier, a dollar-quoted string, a comment (block comments nest, as in
-// PostgreSQL), or one byte.
-func skipToken(s string, i int) int {
-	switch {
-	case s[i] == '\'' || s[i] == '"':
-		q := s[i]
-		for i++; i < len(s); i++ {
-			if s[i] == q {
-				if i+1 < len(s) && s[i+1] == q { // doubled quote
-					i++
-					continue
-				}
-				return i + 1
-			}
-		}
-		return i
-	case strings.HasPrefix(s[i:], "--"):
-		if k := strings.IndexByte(s[i:], '\n'); k >= 0 {
-			return i + k + 1
-		}
-		return len(s)
-	case strings.HasPrefix(s[i:], "/*"):
-		depth := 0
-		for ; i < len(s)-1; i++ {
-			switch s[i : i+2] {
-			case "/*":
-				depth++
-				i++
-			case "*/":
-				depth--
-				i++
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(s)
-	case s[i] == '$':
-		j := i + 1
-		for j < len(s) && (s[j] == '_' || s[j]|0x20 >= 'a' && s[j]|0x20 <= 'z' || s[j] >= '0' && s[j] <= '9' && j > i+1) {
-			j++
-		}
-		if j < len(s) && s[j] == '$' {
-			tag := s[i : j+1]
-			if k := strings.Index(s[j+1:], tag); k >= 0 {
-				return j + 1 + k + len(tag)
-			}
-			return len(s)
-		}
-	}
-	return i + 1
+	return ""
 }
 
 // checkScript refuses a routed raw statement or script that would end the

@@ -1,6 +1,7 @@
 package tenantplugin
 
 import (
+	"gorm.io/gorm"
 	"strings"
 	"testing"
 )
@@ -36,14 +37,23 @@ func FuzzNamesRelation(f *testing.F) {
 
 func TestTxControlIn(t *testing.T) {
 	for s, want := range map[string]string{
-		"UPDATE a SET x = 1":                 "",
-		"COMMIT":                             "COMMIT", // the route runs before it: it would end the route's transaction
-		"  begin":                            "BEGIN",
-		"COMMIT; INSERT INTO a VALUES (1)":   "COMMIT",
-		"rollback; INSERT INTO a VALUES (1)": "ROLLBACK",
-		"SAVEPOINT s; UPDATE a SET x = 1":    "",
-		"PREPARE q AS SELECT 1":              "",
-		"ENDING":                             "",
+		"UPDATE a SET x = 1":                      "",
+		"COMMIT":                                  "COMMIT", // the route runs before it: it would end the route's transaction
+		"  begin":                                 "BEGIN",
+		"COMMIT; INSERT INTO a VALUES (1)":        "COMMIT",
+		"rollback; INSERT INTO a VALUES (1)":      "ROLLBACK",
+		"SAVEPOINT s; UPDATE a SET x = 1":         "SAVEPOINT",
+		"UPDATE a SET x = 1; release savepoint s": "RELEASE",
+		// A breaker's findings: E'' strings, '$' inside identifiers,
+		// non-ASCII dollar tags, BEGIN ATOMIC bodies.
+		`SELECT E'\''; COMMIT; INSERT INTO kv VALUES ($$leak$$); SELECT 1 --'`:                                    "COMMIT",
+		"SELECT 1 AS x$a$; COMMIT; INSERT INTO kv VALUES ('leak'); SELECT 1 AS y$a$":                              "COMMIT",
+		`SELECT E'it\'s; commit'; SELECT 1`:                                                                       "",
+		"SELECT $é$ ; commit $é$; SELECT 1":                                                                       "",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; SELECT f()":           "",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END; COMMIT": "COMMIT",
+		"PREPARE q AS SELECT 1": "",
+		"ENDING":                "",
 		"BEGIN; UPDATE a SET x = 1; COMMIT; UPDATE b SET y = 2":   "BEGIN",
 		"UPDATE a SET x = 1; commit":                              "COMMIT",
 		"SELECT 1;\n  -- note\n  /* c */ Rollback to savepoint s": "ROLLBACK",
@@ -78,4 +88,33 @@ func FuzzTxControlIn(f *testing.F) {
 			t.Fatalf("txControlIn(%q) = %q, not in the text", s, got)
 		}
 	})
+}
+
+func TestIsSavepointSQL(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SAVEPOINT sp0xc000123456":           true, // GORM's
+		"ROLLBACK TO SAVEPOINT sp1":          true,
+		"RELEASE SAVEPOINT sp1":              true,
+		"savepoint s1":                       true, // by hand, a breaker's finding
+		"rollback to savepoint s1;":          true,
+		"ROLLBACK TO s1":                     true,
+		"rollback work to savepoint s1":      true,
+		"release s1":                         true,
+		`SAVEPOINT "Quoted"`:                 true,
+		"SAVEPOINT s1; UPDATE a SET x = 1":   false, // a script: routed, and refused (txControlIn)
+		"ROLLBACK":                           false,
+		"ROLLBACK TO SAVEPOINT s1; SELECT 1": false,
+		"SELECT 'SAVEPOINT s1'":              false,
+		"RELEASE SAVEPOINT s1 -- done\n":     true,
+		"/* before */ SAVEPOINT s1":          true,
+		"SAVEPOINT 's1'":                     false,
+		"ROLLBACK PREPARED 'x'":              false,
+		"SAVEPOINT a b":                      false,
+	} {
+		stmt := &gorm.Statement{}
+		stmt.SQL.WriteString(sql)
+		if got := isSavepointSQL(stmt); got != want {
+			t.Errorf("isSavepointSQL(%q) = %v, want %v", sql, got, want)
+		}
+	}
 }

@@ -192,6 +192,12 @@ func (p *Plugin) schemaFor(v *tenantValue, table string) (string, error) {
 // schemaExists asks the catalog whether a schema exists. It is used on error
 // paths only.
 func (p *Plugin) schemaExists(ctx context.Context, name string) (bool, error) {
+	if db := sqlDBOf(p.rootPool); db != nil {
+		// The *sql.DB itself: GORM's PreparedStmtDB answers a failed
+		// QueryRowContext with an empty *sql.Row, whose Scan panics (a
+		// breaker's finding).
+		return schemaExistsOn(ctx, db, name)
+	}
 	return schemaExistsOn(ctx, p.rootPool, name)
 }
 
@@ -200,10 +206,11 @@ var errPoolBusy = errors.New("tenantplugin: no idle connection")
 
 // schemaExistsBesides is schemaExists asked while the caller holds one of
 // the pool's connections (a statement failed inside a transaction, which
-// is aborted and cannot ask): it asks only when the pool can give another
-// connection without waiting for a transaction to end, and returns
-// errPoolBusy otherwise (a breaker's finding: on a full pool, N
-// transactions each waiting for a connection to ask never returned).
+// is aborted and cannot ask, or inside db.Connection): it asks only when
+// the pool can give another connection without waiting for one to be
+// released, and returns errPoolBusy otherwise (a breaker's finding: on a
+// full pool, N transactions each waiting for a connection to ask never
+// returned).
 func (p *Plugin) schemaExistsBesides(ctx context.Context, name string) (bool, error) {
 	if db := sqlDBOf(p.rootPool); db != nil {
 		st := db.Stats()

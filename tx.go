@@ -44,6 +44,17 @@ func (p *Plugin) own(tx *gorm.DB, v *tenantValue) func() {
 	return func() { p.owned.Delete(key) }
 }
 
+// ownedBy reports whether pool is a library-owned transaction (see own)
+// already routed to v.
+func (p *Plugin) ownedBy(pool gorm.ConnPool, v *tenantValue) bool {
+	o, ok := p.owned.Load(pool)
+	if !ok {
+		return false
+	}
+	owner := o.(*tenantValue)
+	return owner.name == v.name && owner.shared == v.shared
+}
+
 // checkOwner refuses routing a library-owned transaction (see own) to a
 // route other than its own.
 func (p *Plugin) checkOwner(pool gorm.ConnPool, v *tenantValue) error {

@@ -53,3 +53,40 @@ func TestMissingSchemaInsideTransactionOnAFullPool(t *testing.T) {
 	err = db.WithContext(ctx).Transaction(find)
 	assert.ErrorIs(t, err, tenantplugin.ErrUnknownTenant, "a connection to spare: the unknown tenant is named as such")
 }
+
+// TestMissingSchemaInsideConnection: the same inside db.Connection, which
+// holds a connection too: on a pool of one it used to wait forever, and
+// with tenantplugin.Open and GORM's PrepareStmt the catalog question
+// panicked on the empty *sql.Row GORM returns on failure (a breaker's
+// findings).
+func TestMissingSchemaInsideConnection(t *testing.T) {
+	for _, c := range pipelineConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			var writes atomic.Int64
+			db := openCounting(t, c.viaOpen, c.dsnParams, c.prepareStmt, &writes) // one connection
+			pluginTenants(t, db, "conn", 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var err error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				err = db.WithContext(ctx).Connection(func(c *gorm.DB) error {
+					var polls []Poll
+					return c.WithContext(tenantplugin.WithTenant(ctx, "conn_ghost")).Find(&polls).Error
+				})
+			}()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("db.Connection never returned")
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "conn_ghost")
+			require.NoError(t, ctx.Err(), "returned before the deadline")
+			var polls []Poll
+			err = db.WithContext(tenantplugin.WithTenant(ctx, "conn_ghost")).Find(&polls).Error
+			assert.ErrorIs(t, err, tenantplugin.ErrUnknownTenant, "outside db.Connection the catalog is asked")
+		})
+	}
+}

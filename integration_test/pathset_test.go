@@ -44,3 +44,32 @@ func TestLibraryTransactionContextOnTheAppDB(t *testing.T) {
 	assert.Len(t, tags, 2, "GORM-built statements too")
 	assert.Equal(t, int64(1), countOf(t, db, "SELECT count(*) FROM public.br_tags"), "nothing written to the shared table")
 }
+
+// TestRoutedStatementInsideRunInTenantKeepsItsPath: inside RunInTenant for
+// acme, a statement with a fresh context for acme runs on the path
+// RunInTenant set, with no route of its own: a route and the resets after
+// it would have put the default path back for the statements after it (a
+// breaker's finding: they read the shared schema's same-named table).
+func TestRoutedStatementInsideRunInTenantKeepsItsPath(t *testing.T) {
+	for _, prepare := range []bool{false, true} {
+		db, p, _ := brTagTenants(t, "", false, "acme")
+		require.NoError(t, db.Exec("CREATE TABLE public.br_tags (id serial PRIMARY KEY, name text); INSERT INTO public.br_tags (name) VALUES ('DECOY')").Error)
+		ctx := context.Background()
+		var got [][]string
+		require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
+			if prepare {
+				tx = tx.Session(&gorm.Session{PrepareStmt: true})
+			}
+			for _, c := range []*gorm.DB{tx.WithContext(tenantplugin.WithTenant(ctx, "acme")), tx, tx.WithContext(tenantplugin.WithTenant(ctx, "acme")), tx} {
+				var names []string
+				if err := c.Raw("SELECT name FROM br_tags").Scan(&names).Error; err != nil {
+					return err
+				}
+				got = append(got, names)
+			}
+			return nil
+		}))
+		want := []string{"tag of acme"}
+		assert.Equal(t, [][]string{want, want, want, want}, got, "PrepareStmt=%v", prepare)
+	}
+}
