@@ -1,6 +1,7 @@
 package tenantplugin
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"strings"
@@ -195,7 +196,14 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	}
 	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
 		exists := p.schemaExists
-		if holdsConnection(db.Statement.ConnPool) {
+		switch pool := basePool(db.Statement.ConnPool); {
+		case isConn(pool):
+			// db.Connection: no transaction, so the held connection can
+			// answer itself.
+			exists = func(ctx context.Context, name string) (bool, error) {
+				return schemaExistsOn(ctx, pool, name)
+			}
+		case holdsConnection(pool):
 			exists = p.schemaExistsBesides
 		}
 		if exists, err := exists(db.Statement.Context, v.name); err == nil && !exists {
@@ -210,14 +218,17 @@ func (p *Plugin) translateError(db *gorm.DB) {
 // pool, held by the caller: a transaction, or db.Connection's *sql.Conn
 // (under GORM's PrepareStmt too).
 func holdsConnection(pool gorm.ConnPool) bool {
-	if ps, ok := pool.(*gorm.PreparedStmtDB); ok {
-		pool = ps.ConnPool
-	}
-	switch pool.(type) {
+	switch basePool(pool).(type) {
 	case gorm.TxCommitter, *sql.Conn:
 		return true
 	}
 	return false
+}
+
+// isConn reports db.Connection's pool, a *sql.Conn.
+func isConn(pool gorm.ConnPool) bool {
+	_, ok := pool.(*sql.Conn)
+	return ok
 }
 
 // currentTable returns the statement's main table and whether it is a plain
@@ -249,13 +260,14 @@ func isSavepointSQL(stmt *gorm.Statement) bool {
 	s := strings.TrimSpace(stmt.SQL.String())
 	s = strings.TrimSpace(strings.TrimSuffix(s, ";"))
 	sc := scriptScanner{src: s}
-	var words []string
+	var buf [6]string
+	words := buf[:0]
 	for sc.pos < len(s) {
 		start := sc.pos
 		switch sc.next() {
 		case tokSpace, tokComment:
 		case tokWord, tokQuoted:
-			if len(words) == 6 {
+			if len(words) == len(buf) {
 				return false
 			}
 			words = append(words, strings.ToUpper(s[start:sc.pos]))
