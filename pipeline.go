@@ -248,7 +248,7 @@ func pipelinedExec(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rt r
 	end := traced(ctx, pc, tr, query, args)
 	// The statement's tag is the last one before the resets' (a script's
 	// last statement's, as database/sql reports it).
-	var recent [3]pgconn.CommandTag
+	var recent [maxResets + 1]pgconn.CommandTag
 	n := 0
 	for {
 		rr, rerr := res.next()
