@@ -196,7 +196,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	}
 	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
 		exists := p.schemaExists
-		switch pool := basePool(db.Statement.ConnPool); {
+		switch pool := unprepared(db.Statement.ConnPool); {
 		case isConn(pool):
 			// db.Connection: no transaction, so the held connection can
 			// answer itself.
@@ -218,7 +218,7 @@ func (p *Plugin) translateError(db *gorm.DB) {
 // pool, held by the caller: a transaction, or db.Connection's *sql.Conn
 // (under GORM's PrepareStmt too).
 func holdsConnection(pool gorm.ConnPool) bool {
-	switch basePool(pool).(type) {
+	switch unprepared(pool).(type) {
 	case gorm.TxCommitter, *sql.Conn:
 		return true
 	}

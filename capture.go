@@ -258,7 +258,9 @@ func quotedIn(s string) (string, bool) {
 // unprepared returns the transaction (or pool) under GORM's PrepareStmt
 // wrapper: a script of several statements cannot be a prepared statement,
 // and pgx's per-query options (a QueryExecMode as first argument) would
-// reach a database/sql prepared statement as an argument.
+// reach a database/sql prepared statement as an argument. It also tells
+// whether two pools are the same transaction: tx.Session(&gorm.Session{
+// PrepareStmt: true}) wraps one anew (pathSetOn, own).
 func unprepared(pool gorm.ConnPool) gorm.ConnPool {
 	switch p := pool.(type) {
 	case *gorm.PreparedStmtTX:

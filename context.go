@@ -110,29 +110,11 @@ func (v *tenantValue) pathSetOn(pool gorm.ConnPool) bool {
 	if !v.pathSet || pool == nil || v.pathPool == nil {
 		return false
 	}
-	pool, set := basePool(pool), basePool(v.pathPool)
+	pool, set := unprepared(pool), unprepared(v.pathPool)
 	if t := reflect.TypeOf(pool); t != reflect.TypeOf(set) || !t.Comparable() {
 		return false
 	}
 	return pool == set
-}
-
-// basePool returns the transaction or connection under GORM's
-// prepared-statement wrappers (tx.Session(&gorm.Session{PrepareStmt: true})
-// wraps a transaction anew; a breaker's finding), for telling whether two
-// pools are the same transaction.
-func basePool(pool gorm.ConnPool) gorm.ConnPool {
-	switch p := pool.(type) {
-	case *gorm.PreparedStmtTX:
-		if p.Tx != nil {
-			return p.Tx
-		}
-	case *gorm.PreparedStmtDB:
-		if p.ConnPool != nil {
-			return p.ConnPool
-		}
-	}
-	return pool
 }
 
 // noRoute returns ctx with any tenant routing removed: statements run exactly

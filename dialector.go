@@ -217,12 +217,24 @@ func (g guardedMigrator) with(values []any, fn func(m gorm.Migrator, values []an
 	})
 }
 
-// tx runs fn in the caller's transaction, or in a new one.
+// tx runs fn in the caller's transaction, or in a new one. In the
+// caller's transaction the search_path fn set (routed) is reset afterwards,
+// as after a routed raw statement (a breaker's finding: what ran next in
+// the transaction saw the tenant's path); the library's own transactions
+// keep theirs.
 func (g guardedMigrator) tx(fn func(tx *gorm.DB) error) error {
-	if _, inTx := g.db.Statement.ConnPool.(gorm.TxCommitter); inTx {
-		return fn(g.db)
+	pool := g.db.Statement.ConnPool
+	if _, inTx := pool.(gorm.TxCommitter); !inTx {
+		return g.db.Transaction(fn)
 	}
-	return g.db.Transaction(fn)
+	if err := fn(g.db); err != nil {
+		return err
+	}
+	if _, owned := g.p.owned.Load(unprepared(pool)); owned {
+		return nil
+	}
+	_, err := unprepared(pool).ExecContext(g.db.Statement.Context, resetPath[0])
+	return err
 }
 
 // routed sets tx's search_path to v's and returns GORM's Migrator on it, as

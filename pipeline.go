@@ -312,16 +312,24 @@ func pipelinedQuery(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rt 
 	}), nil
 }
 
+// isSyntaxError reports PostgreSQL's syntax_error (42601).
+func isSyntaxError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42601"
+}
+
 // sendRoutedFor is sendRouted for rt.v: a failed route statement becomes
 // routeError's ErrUnknownTenant or TenantError.
 func sendRoutedFor(ctx context.Context, pc *pgx.Conn, set pipelineSettings, rt routing, query string, args []any) (results, error) {
 	res, routeErr, err := sendRouted(ctx, pc, set.tracer, set.named, rt, query, args)
 	switch {
-	case routeErr && (ctx.Err() != nil || pgconn.Timeout(err)):
+	case routeErr && (ctx.Err() != nil || pgconn.Timeout(err) || isSyntaxError(err)):
 		// The round trip was cut before the route's result arrived: the
 		// server sends it with the statement's, so the statement ran out of
 		// time, not the route (a breaker's finding: "set search_path:
-		// timeout").
+		// timeout"). Or a script did not parse: PostgreSQL parses a
+		// simple-protocol string whole before running its first statement,
+		// the route.
 		err = &TenantError{Tenant: rt.v.label(), Op: "raw statement", Err: err}
 	case routeErr:
 		err = routeError(rt.v, err)

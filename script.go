@@ -19,7 +19,12 @@ import (
 // TABLE. Whether tx's database is Citus is asked once per Plugin (the
 // plugin registered on tx), or once per call without one. Inside RunInTenant
 // or a migration, tx is routed to its tenant, so the script's unqualified
-// names resolve there. The error names the first statement that failed as
+// names resolve there; with a tenant (or SharedOnly) context anywhere else,
+// the script's transaction is routed to it first, as raw SQL is
+// (ErrUnknownTenant for a missing schema). A script may not contain
+// transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...): it is
+// refused before anything is sent, since it would end the transaction the
+// script runs in. The error names the first statement that failed as
 // PostgreSQL reports it (on Citus, with its number and line).
 // A script may change session settings (SET search_path, SET ROLE, or
 // set_config(..., false) as pg_dump writes), which would outlive the
@@ -28,14 +33,25 @@ import (
 // transaction's own search_path and role again. Outside a transaction it
 // opens one.
 func ExecScript(tx *gorm.DB, script string) error {
+	if w := txControlIn(script); w != "" {
+		// Before anything is sent: the script runs inside a transaction
+		// (RunInTenant's, a migration's, the caller's or its own), which
+		// such a command would end or undo, and what follows it would run
+		// outside it and off the tenant's path (a breaker's finding).
+		return fmt.Errorf("tenantplugin: script: may not contain %s: it runs inside a transaction that %s would end or undo; remove the script's own transaction control", w, w)
+	}
 	if _, inTx := tx.Statement.ConnPool.(gorm.TxCommitter); !inTx {
 		return tx.Transaction(func(t *gorm.DB) error { return ExecScript(t, script) })
 	}
 	conn := unprepared(tx.Statement.ConnPool)
 	ctx := tx.Statement.Context
+	p, _ := tx.Config.Plugins["tenantplugin"].(*Plugin)
+	if p != nil && p.db == nil {
+		p = nil
+	}
 	var citus bool
 	var err error
-	if p, ok := tx.Config.Plugins["tenantplugin"].(*Plugin); ok && p.db != nil {
+	if p != nil {
 		citus, err = p.onCitus(ctx, conn)
 	} else {
 		citus, _, err = detectCitus(ctx, conn)
@@ -46,6 +62,11 @@ func ExecScript(tx *gorm.DB, script string) error {
 	var path, role string
 	if err := conn.QueryRowContext(ctx, "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('role')").Scan(&path, &role); err != nil {
 		return fmt.Errorf("tenantplugin: script: %w", err)
+	}
+	if p != nil {
+		if err := p.routeScript(tx, conn); err != nil {
+			return err
+		}
 	}
 	if !citus {
 		if _, err := conn.ExecContext(ctx, script); err != nil {
@@ -63,6 +84,34 @@ func ExecScript(tx *gorm.DB, script string) error {
 	}
 	if _, err := conn.ExecContext(ctx, "SELECT pg_catalog.set_config('search_path', $1, true), pg_catalog.set_config('role', $2, true)", path, role); err != nil {
 		return fmt.Errorf("tenantplugin: script: route again: %w", err)
+	}
+	return nil
+}
+
+// routeScript routes the transaction of a script run with a tenant (or
+// SharedOnly) context outside the library's own transaction for it, as raw
+// SQL is routed (a breaker's finding: it ran on the default path, and a
+// tenant's rows went to the shared schema's same-named table). ExecScript
+// puts the path and role back afterwards.
+func (p *Plugin) routeScript(tx *gorm.DB, conn gorm.ConnPool) error {
+	v := valueFrom(tx.Statement.Context)
+	switch {
+	case v == nil, v.pathSetOn(tx.Statement.ConnPool), p.ownedBy(tx.Statement.ConnPool, v):
+		return nil
+	case v.err != nil:
+		return v.err
+	}
+	if !v.shared {
+		if reason := p.notATenant(v.name); reason != "" {
+			return &NameError{Name: v.name, Reason: reason}
+		}
+	}
+	if err := p.checkOwner(tx.Statement.ConnPool, v); err != nil {
+		return err
+	}
+	q, args := p.routeStatement(v)
+	if _, err := conn.ExecContext(tx.Statement.Context, q, args...); err != nil {
+		return routeError(v, err)
 	}
 	return nil
 }

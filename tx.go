@@ -39,7 +39,7 @@ func (p *Plugin) inSchema(ctx context.Context, v *tenantValue, lock string, fn f
 // checkOwner refuses it. The returned function ends the record; call it
 // when the transaction ends.
 func (p *Plugin) own(tx *gorm.DB, v *tenantValue) func() {
-	key := basePool(tx.Statement.ConnPool)
+	key := unprepared(tx.Statement.ConnPool)
 	p.owned.Store(key, v)
 	return func() { p.owned.Delete(key) }
 }
@@ -47,7 +47,7 @@ func (p *Plugin) own(tx *gorm.DB, v *tenantValue) func() {
 // ownedBy reports whether pool is a library-owned transaction (see own)
 // already routed to v.
 func (p *Plugin) ownedBy(pool gorm.ConnPool, v *tenantValue) bool {
-	o, ok := p.owned.Load(basePool(pool))
+	o, ok := p.owned.Load(unprepared(pool))
 	if !ok {
 		return false
 	}
@@ -58,7 +58,7 @@ func (p *Plugin) ownedBy(pool gorm.ConnPool, v *tenantValue) bool {
 // checkOwner refuses routing a library-owned transaction (see own) to a
 // route other than its own.
 func (p *Plugin) checkOwner(pool gorm.ConnPool, v *tenantValue) error {
-	o, ok := p.owned.Load(basePool(pool))
+	o, ok := p.owned.Load(unprepared(pool))
 	if !ok {
 		return nil
 	}

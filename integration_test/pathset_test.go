@@ -24,7 +24,7 @@ func TestLibraryTransactionContextOnTheAppDB(t *testing.T) {
 	}))
 	ctx := context.Background()
 	require.NoError(t, m.CreateTenant(ctx, "acme"))
-	require.NoError(t, db.Exec("CREATE TABLE public.br_tags (id serial PRIMARY KEY, name text); INSERT INTO public.br_tags (name) VALUES ('DECOY')").Error)
+	decoy(t, db)
 
 	names := func(c context.Context) []string {
 		var out []string
@@ -53,7 +53,7 @@ func TestLibraryTransactionContextOnTheAppDB(t *testing.T) {
 func TestRoutedStatementInsideRunInTenantKeepsItsPath(t *testing.T) {
 	for _, prepare := range []bool{false, true} {
 		db, p, _ := brTagTenants(t, "", false, "acme")
-		require.NoError(t, db.Exec("CREATE TABLE public.br_tags (id serial PRIMARY KEY, name text); INSERT INTO public.br_tags (name) VALUES ('DECOY')").Error)
+		decoy(t, db)
 		ctx := context.Background()
 		var got [][]string
 		require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
