@@ -39,6 +39,14 @@ func (d guardDialector) Migrator(db *gorm.DB) gorm.Migrator {
 		if v.shared || v.capture {
 			return inner
 		}
+		// The library's transaction for a tenant (RunInTenant, a seed, a
+		// migration): shared tables are the shared schema's, so AutoMigrate
+		// leaves them alone and HasTable finds them, as migrations do
+		// (migrationSession; a breaker's finding: plans was copied into the
+		// tenant's schema).
+		if _, ok := db.Dialector.(migrationDialector); !ok { // which wraps it itself
+			inner = skippingMigrator{Migrator: inner, db: db, skip: d.p.layout.isShared}
+		}
 		return dropGuard{Migrator: inner, db: db, tenant: v.name}
 	}
 	return guardedMigrator{Migrator: inner, p: d.p, db: db}

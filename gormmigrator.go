@@ -175,7 +175,7 @@ func (m skippingMigrator) CreateIndex(value any, name string) error {
 func (p *Plugin) migrationSession(tx *gorm.DB, shared bool) *gorm.DB {
 	s := tx.Session(&gorm.Session{})
 	l := p.layout
-	skip := func(table string) bool { return l.shared[table] }
+	skip := l.isShared
 	if shared {
 		// gormigrate's bookkeeping table is no model: in the shared
 		// schema it is the shared migrations' own (WithSharedMigrations).

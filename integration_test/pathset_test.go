@@ -76,3 +76,30 @@ func TestRoutedStatementInsideRunInTenantKeepsItsPath(t *testing.T) {
 		assert.Equal(t, [][]string{want, want, want, want, want}, got, "PrepareStmt=%v", prepare)
 	}
 }
+
+// TestAutoMigrateInsideRunInTenantLeavesSharedTablesShared: GORM's
+// Migrator inside RunInTenant (or a seed) treats shared tables as the
+// shared schema's, as it does with a tenant context elsewhere: AutoMigrate
+// of a tenant model that belongs to a shared one creates no copy of the
+// shared table in the tenant's schema, and HasTable of a shared model is
+// true (a breaker's finding: plans was copied into the tenant's schema and
+// the foreign key pointed at the copy).
+func TestAutoMigrateInsideRunInTenantLeavesSharedTablesShared(t *testing.T) {
+	e := newEnv(t, 4)
+	tn := e.tenant("amrun")
+	q := tenantplugin.QuoteIdentifier(tn)
+	require.NoError(t, e.db.Exec("DROP TABLE "+q+".choices, "+q+".poll_tags, "+q+".polls").Error)
+	var hasPlan bool
+	require.NoError(t, e.p.RunInTenant(context.Background(), tn, func(tx *gorm.DB) error {
+		if err := tx.AutoMigrate(&Poll{}, &Plan{}); err != nil {
+			return err
+		}
+		hasPlan = tx.Migrator().HasTable(&Plan{})
+		return nil
+	}))
+	assert.True(t, hasPlan, "HasTable of the shared Plan inside RunInTenant")
+	assert.Zero(t, e.count(tn, "polls"), "the tenant table is there again, empty")
+	var copies int64
+	require.NoError(t, e.db.Raw("SELECT count(*) FROM pg_tables WHERE schemaname = ? AND tablename = 'plans'", tn).Scan(&copies).Error)
+	assert.Zero(t, copies, "no copy of the shared plans table in the tenant's schema")
+}
