@@ -30,17 +30,7 @@ func TestMissingSchemaInsideTransactionOnAFullPool(t *testing.T) {
 		var polls []Poll
 		return tx.WithContext(tenantplugin.WithTenant(ctx, "fullpool_ghost")).Find(&polls).Error
 	}
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		err = db.WithContext(ctx).Transaction(find)
-	}()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the failed statement's transaction never returned")
-	}
+	err := within(t, 15*time.Second, "the failed statement's transaction", func() error { return db.WithContext(ctx).Transaction(find) })
 	require.Error(t, err)
 	var te *tenantplugin.TenantError
 	assert.True(t, errors.As(err, &te) || errors.Is(err, tenantplugin.ErrUnknownTenant), "%v", err)
@@ -67,20 +57,12 @@ func TestMissingSchemaInsideConnection(t *testing.T) {
 			pluginTenants(t, db, "conn", 1)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			var err error
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				err = db.WithContext(ctx).Connection(func(c *gorm.DB) error {
+			err := within(t, 15*time.Second, "db.Connection", func() error {
+				return db.WithContext(ctx).Connection(func(c *gorm.DB) error {
 					var polls []Poll
 					return c.WithContext(tenantplugin.WithTenant(ctx, "conn_ghost")).Find(&polls).Error
 				})
-			}()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Fatal("db.Connection never returned")
-			}
+			})
 			assert.ErrorIs(t, err, tenantplugin.ErrUnknownTenant, "the held connection, in no transaction, answers itself")
 			assert.Contains(t, err.Error(), "conn_ghost")
 			require.NoError(t, ctx.Err(), "returned before the deadline")
@@ -88,5 +70,20 @@ func TestMissingSchemaInsideConnection(t *testing.T) {
 			err = db.WithContext(tenantplugin.WithTenant(ctx, "conn_ghost")).Find(&polls).Error
 			assert.ErrorIs(t, err, tenantplugin.ErrUnknownTenant, "outside db.Connection the catalog is asked")
 		})
+	}
+}
+
+// within runs fn and returns its error, failing the test when fn has not
+// returned after d (what names it).
+func within(t *testing.T, d time.Duration, what string, fn func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s never returned", what)
+		return nil
 	}
 }
