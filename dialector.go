@@ -235,14 +235,16 @@ func (g guardedMigrator) tx(fn func(tx *gorm.DB) error) error {
 	if _, inTx := pool.(gorm.TxCommitter); !inTx {
 		return g.db.Transaction(fn)
 	}
-	if err := fn(g.db); err != nil {
+	err := fn(g.db)
+	if _, owned := g.p.owned.Load(unprepared(pool)); owned {
 		return err
 	}
-	if _, owned := g.p.owned.Load(unprepared(pool)); owned {
-		return nil
-	}
-	_, err := unprepared(pool).ExecContext(g.db.Statement.Context, resetPath[0])
-	return err
+	// Whatever fn returned: an error of GORM's own (a field it cannot
+	// find) leaves the transaction usable and the path set (a breaker's
+	// finding). After a failed statement the transaction is aborted and the
+	// reset fails too; fn's error is the one to report.
+	_, rerr := unprepared(pool).ExecContext(g.db.Statement.Context, resetPath[0])
+	return firstErr(err, rerr)
 }
 
 // routed sets tx's search_path to v's and returns GORM's Migrator on it, as

@@ -100,3 +100,20 @@ func decoy(t *testing.T, db *gorm.DB) {
 	t.Helper()
 	require.NoError(t, db.Exec("CREATE TABLE public.br_tags (id serial PRIMARY KEY, name text); INSERT INTO public.br_tags (name) VALUES ('DECOY')").Error)
 }
+
+// TestMigratorErrorInsideTheCallersTransactionResetsItsPath: the path is
+// put back after a Migrator call that fails on GORM's side (a field it
+// cannot find: no SQL fails, the transaction stays usable), too (a
+// breaker's finding).
+func TestMigratorErrorInsideTheCallersTransactionResetsItsPath(t *testing.T) {
+	db, _, _ := brTagTenants(t, "", false, "acme")
+	decoy(t, db)
+	acme := tenantplugin.WithTenant(context.Background(), "acme")
+	var names []string
+	require.NoError(t, db.Transaction(func(tx *gorm.DB) error {
+		require.Error(t, tx.WithContext(acme).Migrator().AddColumn(&BrTag{}, "NoSuchField"))
+		require.Error(t, tx.WithContext(acme).Migrator().AlterColumn(&BrTag{}, "NoSuchField"))
+		return tx.Raw("SELECT name FROM br_tags").Scan(&names).Error
+	}))
+	assert.Equal(t, []string{"DECOY"}, names, "raw SQL without a tenant after the failed Migrator calls")
+}
