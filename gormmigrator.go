@@ -2,6 +2,7 @@ package tenantplugin
 
 import (
 	"database/sql"
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -368,4 +369,66 @@ func (m skippingMigrator) HasConstraint(value any, name string) bool {
 // postgres driver's embeds) that maps a name to a constraint and its table.
 type constraintGuesser interface {
 	GuessConstraintInterfaceAndTable(stmt *gorm.Statement, name string) (schema.ConstraintInterface, string)
+}
+
+// The calls that change or remove what a table has are refused for the
+// other side's tables, whose changes belong to their own migrations
+// (MigrateShared for shared tables): a tenant's migration, RunInTenant or a
+// seed would otherwise reach the shared table through the search_path (a
+// breaker's finding: DropColumn of a shared model inside RunInTenant dropped
+// the shared table's column).
+func (m skippingMigrator) refused(value any, what string) error {
+	if !m.skipped(value) {
+		return nil
+	}
+	table, _ := m.tableOf(value)
+	return fmt.Errorf("tenantplugin: %s on table %q: it is not this migration's side (a shared table inside a tenant's migration, RunInTenant or a seed, or a tenant table in a shared migration); change it where it lives (MigrateShared, or a migration of that side)", what, table)
+}
+
+// DropColumn implements gorm.Migrator (see refused).
+func (m skippingMigrator) DropColumn(value any, name string) error {
+	if err := m.refused(value, "DropColumn"); err != nil {
+		return err
+	}
+	return m.Migrator.DropColumn(value, name)
+}
+
+// AlterColumn implements gorm.Migrator (see refused).
+func (m skippingMigrator) AlterColumn(value any, field string) error {
+	if err := m.refused(value, "AlterColumn"); err != nil {
+		return err
+	}
+	return m.Migrator.AlterColumn(value, field)
+}
+
+// RenameColumn implements gorm.Migrator (see refused).
+func (m skippingMigrator) RenameColumn(value any, oldName, field string) error {
+	if err := m.refused(value, "RenameColumn"); err != nil {
+		return err
+	}
+	return m.Migrator.RenameColumn(value, oldName, field)
+}
+
+// DropIndex implements gorm.Migrator (see refused).
+func (m skippingMigrator) DropIndex(value any, name string) error {
+	if err := m.refused(value, "DropIndex"); err != nil {
+		return err
+	}
+	return m.Migrator.DropIndex(value, name)
+}
+
+// RenameIndex implements gorm.Migrator (see refused).
+func (m skippingMigrator) RenameIndex(value any, oldName, newName string) error {
+	if err := m.refused(value, "RenameIndex"); err != nil {
+		return err
+	}
+	return m.Migrator.RenameIndex(value, oldName, newName)
+}
+
+// DropConstraint implements gorm.Migrator (see refused).
+func (m skippingMigrator) DropConstraint(value any, name string) error {
+	if err := m.refused(value, "DropConstraint"); err != nil {
+		return err
+	}
+	return m.Migrator.DropConstraint(value, name)
 }

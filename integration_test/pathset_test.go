@@ -103,3 +103,24 @@ func TestAutoMigrateInsideRunInTenantLeavesSharedTablesShared(t *testing.T) {
 	require.NoError(t, e.db.Raw("SELECT count(*) FROM pg_tables WHERE schemaname = ? AND tablename = 'plans'", tn).Scan(&copies).Error)
 	assert.Zero(t, copies, "no copy of the shared plans table in the tenant's schema")
 }
+
+// TestMigratorInsideRunInTenantLeavesSharedTablesAlone: changes that would
+// reach a shared table through the tenant's path (DropColumn,
+// AlterColumn, RenameColumn, DropIndex) are refused inside RunInTenant,
+// naming the table, and change nothing (a breaker's finding: DropColumn of
+// a shared model dropped the shared table's column).
+func TestMigratorInsideRunInTenantLeavesSharedTablesAlone(t *testing.T) {
+	e := newEnv(t, 4)
+	tn := e.tenant("amshared")
+	for name, call := range map[string]func(m gorm.Migrator) error{
+		"DropColumn":   func(m gorm.Migrator) error { return m.DropColumn(&Plan{}, "name") },
+		"AlterColumn":  func(m gorm.Migrator) error { return m.AlterColumn(&Plan{}, "Name") },
+		"RenameColumn": func(m gorm.Migrator) error { return m.RenameColumn(&Plan{}, "name", "title") },
+		"DropIndex":    func(m gorm.Migrator) error { return m.DropIndex(&Plan{}, "plans_pkey") },
+	} {
+		err := e.p.RunInTenant(context.Background(), tn, func(tx *gorm.DB) error { return call(tx.Migrator()) })
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), `"plans"`, name)
+	}
+	assert.True(t, e.db.WithContext(tenantplugin.SharedOnly(context.Background())).Migrator().HasColumn(&Plan{}, "name"), "the shared table keeps its column")
+}
