@@ -135,7 +135,7 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 			return
 		}
 		if t := pinnedOf(stmt.ConnPool); t != nil && t.pc != nil {
-			stmt.ConnPool = &routedTx{pinnedTx: t, orig: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v, p: p}
+			stmt.ConnPool = &routedTx{pinnedTx: t, orig: stmt.ConnPool, rt: routing{v: v, sql: sql, args: args, reset: resetFor(sql)}, p: p}
 			return
 		}
 		if _, err := stmt.ConnPool.ExecContext(stmt.Context, sql, args...); err != nil {
@@ -143,7 +143,7 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 		}
 		return
 	}
-	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, routeSQL: sql, routeArgs: args, v: v, p: p}
+	stmt.ConnPool = &routedPool{inner: stmt.ConnPool, rt: routing{v: v, sql: sql, args: args}, p: p}
 }
 
 // rawTableExpr reports a table expression the builders cannot qualify

@@ -375,22 +375,20 @@ func pinnedOf(pool gorm.ConnPool) *pinnedTx {
 // since cannot leave a stale one).
 type routedTx struct {
 	*pinnedTx
-	orig      gorm.ConnPool // the statement's pool: the pinnedTx, or GORM's PreparedStmtTX around it
-	routeSQL  string
-	routeArgs []any
-	v         *tenantValue
-	p         *Plugin
+	orig gorm.ConnPool // the statement's pool: the pinnedTx, or GORM's PreparedStmtTX around it
+	rt   routing       // the route statement and the resets after the statement
+	p    *Plugin
 }
 
 func (r *routedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := checkScript(r.v, query); err != nil {
+	if err := checkScript(r.rt.v, query); err != nil {
 		return nil, err
 	}
 	if err := r.lockPipe(); err != nil {
 		return nil, err
 	}
 	defer r.pipe.Unlock()
-	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routing(), query, args)
+	return pipelinedExec(ctx, r.pc, r.p.pipelineSettings(r.pc), r.rt, query, args)
 }
 
 func (r *routedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
@@ -409,17 +407,17 @@ func (r *routedTx) QueryRowContext(ctx context.Context, query string, args ...an
 // PrepareContext is refused, as on routedPool: the route would not travel
 // with the prepared statement's later executions.
 func (r *routedTx) PrepareContext(context.Context, string) (*sql.Stmt, error) {
-	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are not routed; run the statement itself", r.v.label())
+	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are not routed; run the statement itself", r.rt.v.label())
 }
 
 func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	if err := checkScript(r.v, query); err != nil {
+	if err := checkScript(r.rt.v, query); err != nil {
 		return nil, err
 	}
 	if err := r.lockPipe(); err != nil {
 		return nil, err
 	}
-	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.routing(), query, args,
+	rows, err := pipelinedQuery(ctx, r.pc, r.p.pipelineSettings(r.pc), r.rt, query, args,
 		func() error { r.pipe.Unlock(); return nil })
 	if err != nil {
 		r.pipe.Unlock()
@@ -427,11 +425,6 @@ func (r *routedTx) query(ctx context.Context, query string, args []any) (driver.
 	}
 	r.open = rows
 	return rows, nil
-}
-
-// routing is r's route, with the resets that end it after the statement.
-func (r *routedTx) routing() routing {
-	return routing{v: r.v, sql: r.routeSQL, args: r.routeArgs, reset: resetFor(r.routeSQL)}
 }
 
 // firstErr returns a, or b when a is nil.

@@ -25,11 +25,9 @@ import (
 // it. When GORM opens its default transaction on this pool (create, update,
 // delete), the search_path is set right after BEGIN instead.
 type routedPool struct {
-	inner     gorm.ConnPool
-	routeSQL  string // set_config of search_path (and role)
-	routeArgs []any
-	v         *tenantValue
-	p         *Plugin
+	inner gorm.ConnPool
+	rt    routing // the route statement (no resets: the transaction ends with the statement)
+	p     *Plugin
 }
 
 func (r *routedPool) begin(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, gorm.TxCommitter, error) {
@@ -50,9 +48,9 @@ func (r *routedPool) begin(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if !ok {
 		return nil, nil, errNoBegin
 	}
-	if _, err := tx.ExecContext(ctx, r.routeSQL, r.routeArgs...); err != nil {
+	if _, err := tx.ExecContext(ctx, r.rt.sql, r.rt.args...); err != nil {
 		_ = c.Rollback()
-		return nil, nil, routeError(r.v, err)
+		return nil, nil, routeError(r.rt.v, err)
 	}
 	return tx, c, nil
 }
@@ -77,7 +75,7 @@ func (r *routedPool) pinned(ctx context.Context) (*sql.Conn, *pgx.Conn, error) {
 }
 
 func (r *routedPool) wrap(op string, err error) error {
-	return &TenantError{Tenant: r.v.label(), Op: op, Err: err}
+	return &TenantError{Tenant: r.rt.v.label(), Op: op, Err: err}
 }
 
 // BeginTx implements gorm.ConnPoolBeginner: GORM's default transaction gets
@@ -90,12 +88,12 @@ func (r *routedPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Con
 // PrepareContext is refused: a prepared statement outlives the transaction
 // that would carry the search_path.
 func (r *routedPool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are only routed inside a transaction", r.v.label())
+	return nil, fmt.Errorf("tenantplugin: tenant %q: prepared raw statements are only routed inside a transaction", r.rt.v.label())
 }
 
 // ExecContext runs query under the search_path in a transaction of its own.
 func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := checkScript(r.v, query); err != nil {
+	if err := checkScript(r.rt.v, query); err != nil {
 		return nil, err
 	}
 	conn, pc, err := r.pinned(ctx)
@@ -107,7 +105,7 @@ func (r *routedPool) ExecContext(ctx context.Context, query string, args ...any)
 		// A prepared raw statement may no longer fit this tenant's layout
 		// (drift.go): it is prepared again and run once more.
 		return retryOnStale(func() (sql.Result, error) {
-			return pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), routing{v: r.v, sql: r.routeSQL, args: r.routeArgs}, query, args)
+			return pipelinedExec(ctx, pc, r.p.pipelineSettings(pc), r.rt, query, args)
 		})
 	}
 	// Raw SQL has the same text for every tenant, so the driver's cached
@@ -150,7 +148,7 @@ func (r *routedPool) QueryRowContext(ctx context.Context, query string, args ...
 }
 
 func (r *routedPool) query(ctx context.Context, query string, args []any) (driver.Rows, error) {
-	if err := checkScript(r.v, query); err != nil {
+	if err := checkScript(r.rt.v, query); err != nil {
 		return nil, err
 	}
 	conn, pc, err := r.pinned(ctx)
@@ -159,7 +157,7 @@ func (r *routedPool) query(ctx context.Context, query string, args []any) (drive
 	}
 	if pc != nil {
 		rows, err := retryOnStale(func() (driver.Rows, error) {
-			return pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), routing{v: r.v, sql: r.routeSQL, args: r.routeArgs}, query, args, conn.Close)
+			return pipelinedQuery(ctx, pc, r.p.pipelineSettings(pc), r.rt, query, args, conn.Close)
 		})
 		if err != nil {
 			conn.Close()
