@@ -1,9 +1,12 @@
 package tenantplugin
 
 import (
-	"gorm.io/gorm"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
 )
 
 // FuzzNamesRelation: the raw-fragment test is exactly "contains one of the
@@ -116,5 +119,31 @@ func TestIsSavepointSQL(t *testing.T) {
 		if got := isSavepointSQL(stmt); got != want {
 			t.Errorf("isSavepointSQL(%q) = %v, want %v", sql, got, want)
 		}
+	}
+}
+
+func TestRetryOnDeadlock(t *testing.T) {
+	deadlock := &pgconn.PgError{Code: "40P01", Message: "deadlock detected"}
+	for _, c := range []struct {
+		fails int // deadlocks before success
+		calls int
+		err   bool
+	}{{0, 1, false}, {2, 3, false}, {5, 3, true}} {
+		calls := 0
+		err := retryOnDeadlock(func() error {
+			calls++
+			if calls <= c.fails {
+				return fmt.Errorf("drop: %w", deadlock)
+			}
+			return nil
+		})
+		if calls != c.calls || (err != nil) != c.err {
+			t.Errorf("%d deadlocks: %d calls, error %v; want %d calls, error %v", c.fails, calls, err, c.calls, c.err)
+		}
+	}
+	calls := 0
+	other := &pgconn.PgError{Code: "42P01"}
+	if err := retryOnDeadlock(func() error { calls++; return other }); err != other || calls != 1 {
+		t.Errorf("another error: %d calls, %v; want 1 call", calls, err)
 	}
 }

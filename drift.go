@@ -60,6 +60,23 @@ func retryOnStale[T any](fn func() (T, error)) (T, error) { return retryOnce(isS
 // retryOnDrift runs fn, and once more when it failed on drift.
 func retryOnDrift[T any](fn func() (T, error)) (T, error) { return retryOnce(isDriftError, fn) }
 
+// deadlockRetries is how many times retryOnDeadlock runs fn at most.
+const deadlockRetries = 3
+
+// retryOnDeadlock runs fn, a whole transaction, again while PostgreSQL
+// cancelled it to break a deadlock (deadlock_detected, 40P01), at most
+// deadlockRetries times in all.
+func retryOnDeadlock(fn func() error) error {
+	var err error
+	for range deadlockRetries {
+		var pgErr *pgconn.PgError
+		if err = fn(); !errors.As(err, &pgErr) || pgErr.Code != "40P01" {
+			return err
+		}
+	}
+	return err
+}
+
 func retryOnce[T any](retryable func(error) bool, fn func() (T, error)) (T, error) {
 	v, err := fn()
 	if err != nil && retryable(err) {

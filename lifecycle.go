@@ -271,7 +271,23 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 	if err := m.p.checkTenantName(name); err != nil {
 		return err
 	}
-	err := m.p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
+	// DROP SCHEMA ... CASCADE locks every table of the tenant and the shared
+	// tables they hold foreign keys to; a transaction that reads the same
+	// tables in another order can deadlock with it, and PostgreSQL then
+	// cancels one of the two (40P01). The drop is all or nothing, so it is
+	// run again, at most deadlockRetries times (seen in the test suite: a
+	// drop at cleanup against the requests of the HTTP example).
+	err := retryOnDeadlock(func() error { return m.dropTenant(ctx, name) })
+	m.p.Directory().Invalidate()
+	if err != nil && !errors.Is(err, ErrUnknownTenant) && !isDependencyError(err) {
+		return &TenantError{Tenant: name, Op: "drop", Err: err}
+	}
+	return err
+}
+
+// dropTenant is one attempt of DropTenant, in one transaction.
+func (m *Migrator) dropTenant(ctx context.Context, name string) error {
+	return m.p.db.WithContext(noRoute(ctx)).Transaction(func(tx *gorm.DB) error {
 		if err := advisoryLock(tx, lockKey("tenant", name)); err != nil {
 			return err
 		}
@@ -304,11 +320,6 @@ func (m *Migrator) DropTenant(ctx context.Context, name string) error {
 		}
 		return nil
 	})
-	m.p.Directory().Invalidate()
-	if err != nil && !errors.Is(err, ErrUnknownTenant) && !isDependencyError(err) {
-		return &TenantError{Tenant: name, Op: "drop", Err: err}
-	}
-	return err
 }
 
 // MigrateTenant brings one tenant up to date (see MigrateTenants).
