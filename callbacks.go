@@ -123,15 +123,14 @@ func (p *Plugin) routeByPath(db *gorm.DB, v *tenantValue) {
 		if isSavepointSQL(stmt) {
 			return
 		}
-		if p.ownedBy(stmt.ConnPool, v) {
-			// The library's transaction for v (RunInTenant, a seed, a
-			// migration) already runs under v's path: a route, and the
-			// resets after it, would end that path for the statements
-			// after it (a breaker's finding).
-			return
-		}
-		if err := p.checkOwner(stmt.ConnPool, v); err != nil {
-			db.AddError(err)
+		// The library's transaction for v (RunInTenant, a seed, a
+		// migration) already runs under v's path: a route, and the resets
+		// after it, would end that path for the statements after it (a
+		// breaker's finding).
+		if owned, err := p.checkOwner(stmt.ConnPool, v); owned || err != nil {
+			if err != nil {
+				db.AddError(err)
+			}
 			return
 		}
 		if t := pinnedOf(stmt.ConnPool); t != nil && t.pc != nil {
@@ -196,15 +195,15 @@ func (p *Plugin) translateError(db *gorm.DB) {
 	}
 	if pgErr.Code == "42P01" || pgErr.Code == "3F000" { // undefined_table, invalid_schema_name
 		exists := p.schemaExists
-		switch pool := unprepared(db.Statement.ConnPool); {
-		case isConn(pool):
+		switch pool := unprepared(db.Statement.ConnPool); pool.(type) {
+		case *sql.Conn:
 			// db.Connection: no transaction, so the held connection can
 			// answer itself.
 			exists = func(ctx context.Context, name string) (bool, error) {
 				return schemaExistsOn(ctx, pool, name)
 			}
-		case holdsConnection(pool):
-			exists = p.schemaExistsBesides
+		case gorm.TxCommitter:
+			exists = p.schemaExistsBesides // the transaction is aborted
 		}
 		if exists, err := exists(db.Statement.Context, v.name); err == nil && !exists {
 			db.Error = &UnknownTenantError{Tenant: v.name, Err: db.Error}
@@ -212,23 +211,6 @@ func (p *Plugin) translateError(db *gorm.DB) {
 		}
 	}
 	db.Error = &TenantError{Tenant: v.name, Err: db.Error}
-}
-
-// holdsConnection reports a pool that is one connection of the plugin's
-// pool, held by the caller: a transaction, or db.Connection's *sql.Conn
-// (under GORM's PrepareStmt too).
-func holdsConnection(pool gorm.ConnPool) bool {
-	switch unprepared(pool).(type) {
-	case gorm.TxCommitter, *sql.Conn:
-		return true
-	}
-	return false
-}
-
-// isConn reports db.Connection's pool, a *sql.Conn.
-func isConn(pool gorm.ConnPool) bool {
-	_, ok := pool.(*sql.Conn)
-	return ok
 }
 
 // currentTable returns the statement's main table and whether it is a plain

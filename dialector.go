@@ -250,7 +250,7 @@ func (g guardedMigrator) tx(fn func(tx *gorm.DB) error) error {
 // routed sets tx's search_path to v's and returns GORM's Migrator on it, as
 // a migration session of v's side (see migrationSession).
 func (g guardedMigrator) routed(tx *gorm.DB, v *tenantValue, shared bool) (gorm.Migrator, error) {
-	if err := g.p.checkOwner(tx.Statement.ConnPool, v); err != nil {
+	if _, err := g.p.checkOwner(tx.Statement.ConnPool, v); err != nil {
 		return nil, err
 	}
 	if err := g.p.setPath(tx, v); err != nil {

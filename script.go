@@ -96,7 +96,7 @@ func ExecScript(tx *gorm.DB, script string) error {
 func (p *Plugin) routeScript(tx *gorm.DB, conn gorm.ConnPool) error {
 	v := valueFrom(tx.Statement.Context)
 	switch {
-	case v == nil, v.pathSetOn(tx.Statement.ConnPool), p.ownedBy(tx.Statement.ConnPool, v):
+	case v == nil, v.pathSetOn(tx.Statement.ConnPool):
 		return nil
 	case v.err != nil:
 		return v.err
@@ -106,7 +106,7 @@ func (p *Plugin) routeScript(tx *gorm.DB, conn gorm.ConnPool) error {
 			return &NameError{Name: v.name, Reason: reason}
 		}
 	}
-	if err := p.checkOwner(tx.Statement.ConnPool, v); err != nil {
+	if owned, err := p.checkOwner(tx.Statement.ConnPool, v); owned || err != nil {
 		return err
 	}
 	q, args := p.routeStatement(v)

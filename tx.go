@@ -44,29 +44,20 @@ func (p *Plugin) own(tx *gorm.DB, v *tenantValue) func() {
 	return func() { p.owned.Delete(key) }
 }
 
-// ownedBy reports whether pool is a library-owned transaction (see own)
-// already routed to v.
-func (p *Plugin) ownedBy(pool gorm.ConnPool, v *tenantValue) bool {
+// checkOwner tells how a library-owned transaction (see own) takes a route
+// to v: already routed to v (owned: no route needed, and a route with its
+// resets would end the path the library set), or refused for any other
+// route. A pool the library does not own is neither.
+func (p *Plugin) checkOwner(pool gorm.ConnPool, v *tenantValue) (owned bool, err error) {
 	o, ok := p.owned.Load(unprepared(pool))
 	if !ok {
-		return false
-	}
-	owner := o.(*tenantValue)
-	return owner.name == v.name && owner.shared == v.shared
-}
-
-// checkOwner refuses routing a library-owned transaction (see own) to a
-// route other than its own.
-func (p *Plugin) checkOwner(pool gorm.ConnPool, v *tenantValue) error {
-	o, ok := p.owned.Load(unprepared(pool))
-	if !ok {
-		return nil
+		return false, nil
 	}
 	owner := o.(*tenantValue)
 	if owner.name == v.name && owner.shared == v.shared {
-		return nil
+		return true, nil
 	}
-	return fmt.Errorf("%w: a raw statement for %q inside the transaction of %q (RunInTenant, a migration or a seed) would change that transaction's search_path for every statement after it; "+
+	return false, fmt.Errorf("%w: a raw statement for %q inside the transaction of %q (RunInTenant, a migration or a seed) would change that transaction's search_path for every statement after it; "+
 		"read another tenant there with GORM-built statements (they are qualified), or in a transaction of its own", ErrCrossTenant, v.label(), owner.label())
 }
 
