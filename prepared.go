@@ -157,8 +157,9 @@ func (r *pipelineResults) finish() error {
 // unnamed with the parameter types the description gives (not named: pools
 // configured without prepared statements). What pc lacks is prepared or
 // described first, in a round trip that runs the route before it (see
-// above). The resets are parsed each time (utility statements: nothing to
-// plan). It returns the query's results after reading the route's.
+// above). The resets are prepared statements too on named pools
+// (preparedResets), parsed each time on the others. It returns the query's
+// results after reading the route's.
 func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, rt routing, query string, args []any) (results, pgconn.CommandTag, bool, error) {
 	route, routeArgs := rt.sql, rt.args
 	cs := statementsOf(pc)
@@ -193,6 +194,13 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, rt routing, que
 		return nil, pgconn.CommandTag{}, false, err
 	}
 	formats := resultFormats(qsd.Fields)
+	var resets [maxResets]*pgconn.StatementDescription
+	if named {
+		var err error
+		if resets, err = preparedResets(ctx, pc, cs, rt.reset); err != nil {
+			return nil, pgconn.CommandTag{}, false, err
+		}
+	}
 	if len(cs.closing) == 0 && qsd.Name != "" && rsd.Name != "" && rsd.Fields != nil {
 		// Both prepared and described, nothing to deallocate: the lighter
 		// pgconn.Batch (one write, one Sync; no Describe: should a
@@ -201,22 +209,11 @@ func sendPrepared(ctx context.Context, pc *pgx.Conn, named bool, rt routing, que
 		batch := &pgconn.Batch{}
 		batch.ExecStatement(rsd, textParams(routeArgs), nil, nil)
 		batch.ExecStatement(qsd, eqb.ParamValues, eqb.ParamFormats, formats)
-		resets, err := preparedResets(ctx, pc, cs, rt.reset)
-		if err != nil {
-			return nil, pgconn.CommandTag{}, false, err
-		}
 		for _, sd := range resets[:len(rt.reset)] {
 			batch.ExecStatement(sd, nil, nil, nil)
 		}
 		res, tag, routeErr, err := readRoute(batchResults{mrr: pc.PgConn().ExecBatch(ctx, batch), cs: cs, sd: qsd})
 		return res, tag, routeErr, err
-	}
-	var resets [maxResets]*pgconn.StatementDescription
-	if named {
-		var err error
-		if resets, err = preparedResets(ctx, pc, cs, rt.reset); err != nil {
-			return nil, pgconn.CommandTag{}, false, err
-		}
 	}
 	p := pc.PgConn().StartPipeline(ctx)
 	sendClosing(p, cs)
