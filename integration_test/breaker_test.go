@@ -9,6 +9,7 @@ import (
 	"github.com/gorm-tenancy/tenantplugin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
@@ -31,7 +32,25 @@ func (BrTicket) TableName() string { return "tickets" }
 // brEnv opens a scratch database with setup SQL and a plugin for models.
 func brEnv(t *testing.T, setup string, models []any, popts []tenantplugin.Option, mopts ...tenantplugin.MigratorOption) (*gorm.DB, *tenantplugin.Plugin, *tenantplugin.Migrator) {
 	t.Helper()
-	db, err := gorm.Open(tenantplugin.Open(extDatabase(t, setup, nil)), &gorm.Config{Logger: logger.Discard})
+	return brEnvOn(t, openTenantplugin, setup, models, popts, mopts...)
+}
+
+// openers are the two ways to open GORM on PostgreSQL: the design card's
+// postgres.Open and tenantplugin.Open.
+var openers = []struct {
+	name string
+	open func(dsn string) gorm.Dialector
+}{
+	{"postgres.Open", func(dsn string) gorm.Dialector { return postgres.Open(dsn) }},
+	{"tenantplugin.Open", openTenantplugin},
+}
+
+func openTenantplugin(dsn string) gorm.Dialector { return tenantplugin.Open(dsn) }
+
+// brEnvOn is brEnv opened with open.
+func brEnvOn(t *testing.T, open func(string) gorm.Dialector, setup string, models []any, popts []tenantplugin.Option, mopts ...tenantplugin.MigratorOption) (*gorm.DB, *tenantplugin.Plugin, *tenantplugin.Migrator) {
+	t.Helper()
+	db, err := gorm.Open(open(extDatabase(t, setup, nil)), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	t.Cleanup(func() { closeDB(db) })
 	p := tenantplugin.New(append([]tenantplugin.Option{tenantplugin.WithTenantModels(models...)}, popts...)...)
@@ -46,11 +65,17 @@ func brEnv(t *testing.T, setup string, models []any, popts []tenantplugin.Option
 // cleanup).
 func brTagTenants(t *testing.T, setup string, roles bool, tenants ...string) (*gorm.DB, *tenantplugin.Plugin, *tenantplugin.Migrator) {
 	t.Helper()
+	return brTagTenantsOn(t, openTenantplugin, setup, roles, tenants...)
+}
+
+// brTagTenantsOn is brTagTenants opened with open.
+func brTagTenantsOn(t *testing.T, open func(string) gorm.Dialector, setup string, roles bool, tenants ...string) (*gorm.DB, *tenantplugin.Plugin, *tenantplugin.Migrator) {
+	t.Helper()
 	var popts []tenantplugin.Option
 	if roles {
 		popts = append(popts, tenantplugin.WithTenantRoles())
 	}
-	db, p, m := brEnv(t, setup, []any{&BrTag{}}, popts)
+	db, p, m := brEnvOn(t, open, setup, []any{&BrTag{}}, popts)
 	ctx := context.Background()
 	for _, tn := range tenants {
 		require.NoError(t, m.CreateTenant(ctx, tn))

@@ -17,32 +17,36 @@ import (
 // context's (a breaker's finding: they ran unrouted, reading and writing a
 // same-named table of the shared schema).
 func TestLibraryTransactionContextOnTheAppDB(t *testing.T) {
-	var seedCtx context.Context
-	db, p, m := brEnv(t, "", []any{&BrTag{}}, nil, tenantplugin.WithSeed(func(tx *gorm.DB) error {
-		seedCtx = tx.Statement.Context
-		return tx.Create(&BrTag{Name: "seeded"}).Error
-	}))
-	ctx := context.Background()
-	require.NoError(t, m.CreateTenant(ctx, "acme"))
-	decoy(t, db)
+	for _, o := range openers {
+		t.Run(o.name, func(t *testing.T) {
+			var seedCtx context.Context
+			db, p, m := brEnvOn(t, o.open, "", []any{&BrTag{}}, nil, tenantplugin.WithSeed(func(tx *gorm.DB) error {
+				seedCtx = tx.Statement.Context
+				return tx.Create(&BrTag{Name: "seeded"}).Error
+			}))
+			ctx := context.Background()
+			require.NoError(t, m.CreateTenant(ctx, "acme"))
+			decoy(t, db)
 
-	names := func(c context.Context) []string {
-		var out []string
-		require.NoError(t, db.WithContext(c).Raw("SELECT name FROM br_tags ORDER BY id").Scan(&out).Error)
-		return out
+			names := func(c context.Context) []string {
+				var out []string
+				require.NoError(t, db.WithContext(c).Raw("SELECT name FROM br_tags ORDER BY id").Scan(&out).Error)
+				return out
+			}
+			var runCtx context.Context
+			require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
+				runCtx = tx.Statement.Context
+				assert.Equal(t, []string{"seeded"}, names(runCtx), "the app's db, while RunInTenant runs")
+				return db.WithContext(runCtx).Exec("INSERT INTO br_tags (name) VALUES ('from the app db')").Error
+			}))
+			assert.Equal(t, []string{"seeded", "from the app db"}, names(runCtx), "after RunInTenant returned")
+			assert.Equal(t, []string{"seeded", "from the app db"}, names(seedCtx), "a seed's context after creation")
+			var tags []BrTag
+			require.NoError(t, db.WithContext(runCtx).Find(&tags).Error)
+			assert.Len(t, tags, 2, "GORM-built statements too")
+			assert.Equal(t, int64(1), countOf(t, db, "SELECT count(*) FROM public.br_tags"), "nothing written to the shared table")
+		})
 	}
-	var runCtx context.Context
-	require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
-		runCtx = tx.Statement.Context
-		assert.Equal(t, []string{"seeded"}, names(runCtx), "the app's db, while RunInTenant runs")
-		return db.WithContext(runCtx).Exec("INSERT INTO br_tags (name) VALUES ('from the app db')").Error
-	}))
-	assert.Equal(t, []string{"seeded", "from the app db"}, names(runCtx), "after RunInTenant returned")
-	assert.Equal(t, []string{"seeded", "from the app db"}, names(seedCtx), "a seed's context after creation")
-	var tags []BrTag
-	require.NoError(t, db.WithContext(runCtx).Find(&tags).Error)
-	assert.Len(t, tags, 2, "GORM-built statements too")
-	assert.Equal(t, int64(1), countOf(t, db, "SELECT count(*) FROM public.br_tags"), "nothing written to the shared table")
 }
 
 // TestRoutedStatementInsideRunInTenantKeepsItsPath: inside RunInTenant for
@@ -51,29 +55,33 @@ func TestLibraryTransactionContextOnTheAppDB(t *testing.T) {
 // it would have put the default path back for the statements after it (a
 // breaker's finding: they read the shared schema's same-named table).
 func TestRoutedStatementInsideRunInTenantKeepsItsPath(t *testing.T) {
-	for _, prepare := range []bool{false, true} {
-		db, p, _ := brTagTenants(t, "", false, "acme")
-		decoy(t, db)
-		ctx := context.Background()
-		var got [][]string
-		require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
-			routed := tx
-			if prepare {
-				// A session of its own wraps the transaction anew (a
-				// breaker's finding): still the same transaction.
-				routed = tx.Session(&gorm.Session{PrepareStmt: true})
+	for _, o := range openers {
+		t.Run(o.name, func(t *testing.T) {
+			for _, prepare := range []bool{false, true} {
+				db, p, _ := brTagTenantsOn(t, o.open, "", false, "acme")
+				decoy(t, db)
+				ctx := context.Background()
+				var got [][]string
+				require.NoError(t, p.RunInTenant(ctx, "acme", func(tx *gorm.DB) error {
+					routed := tx
+					if prepare {
+						// A session of its own wraps the transaction anew (a
+						// breaker's finding): still the same transaction.
+						routed = tx.Session(&gorm.Session{PrepareStmt: true})
+					}
+					for _, c := range []*gorm.DB{routed.WithContext(tenantplugin.WithTenant(ctx, "acme")), tx, routed.WithContext(tenantplugin.WithTenant(ctx, "acme")), routed, tx} {
+						var names []string
+						if err := c.Raw("SELECT name FROM br_tags").Scan(&names).Error; err != nil {
+							return err
+						}
+						got = append(got, names)
+					}
+					return nil
+				}))
+				want := []string{"tag of acme"}
+				assert.Equal(t, [][]string{want, want, want, want, want}, got, "PrepareStmt=%v", prepare)
 			}
-			for _, c := range []*gorm.DB{routed.WithContext(tenantplugin.WithTenant(ctx, "acme")), tx, routed.WithContext(tenantplugin.WithTenant(ctx, "acme")), routed, tx} {
-				var names []string
-				if err := c.Raw("SELECT name FROM br_tags").Scan(&names).Error; err != nil {
-					return err
-				}
-				got = append(got, names)
-			}
-			return nil
-		}))
-		want := []string{"tag of acme"}
-		assert.Equal(t, [][]string{want, want, want, want, want}, got, "PrepareStmt=%v", prepare)
+		})
 	}
 }
 

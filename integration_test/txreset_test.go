@@ -23,51 +23,55 @@ var errRollbackTx = errors.New("roll back")
 // tenant's GORM-built insert resolves its unqualified names on the default
 // path, not in the previous tenant's schema.
 func TestRoutedStatementLeavesNothingInTheTransaction(t *testing.T) {
-	for _, roles := range []bool{false, true} {
-		t.Run(fmt.Sprintf("roles=%v", roles), func(t *testing.T) {
-			db, _, _ := brTagTenants(t, "CREATE TABLE public.audit (tag text)", roles, "acme", "globex")
-			ctx := context.Background()
-			tns := []string{"acme", "globex"}
-			// A trigger function naming its table unqualified, on each
-			// tenant's table: it writes into the audit table its path finds.
-			require.NoError(t, db.Exec(`CREATE FUNCTION public.audit_tag() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (NEW.name); RETURN NEW; END $$`).Error)
-			for _, tn := range tns {
-				q := tenantplugin.QuoteIdentifier(tn)
-				require.NoError(t, db.Exec(`CREATE TABLE `+q+`.audit (tag text); CREATE TRIGGER audit_tag AFTER INSERT ON `+q+`.br_tags FOR EACH ROW EXECUTE FUNCTION public.audit_tag()`).Error)
+	for _, o := range openers {
+		t.Run(o.name, func(t *testing.T) {
+			for _, roles := range []bool{false, true} {
+				t.Run(fmt.Sprintf("roles=%v", roles), func(t *testing.T) {
+					db, _, _ := brTagTenantsOn(t, o.open, "CREATE TABLE public.audit (tag text)", roles, "acme", "globex")
+					ctx := context.Background()
+					tns := []string{"acme", "globex"}
+					// A trigger function naming its table unqualified, on each
+					// tenant's table: it writes into the audit table its path finds.
+					require.NoError(t, db.Exec(`CREATE FUNCTION public.audit_tag() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (NEW.name); RETURN NEW; END $$`).Error)
+					for _, tn := range tns {
+						q := tenantplugin.QuoteIdentifier(tn)
+						require.NoError(t, db.Exec(`CREATE TABLE `+q+`.audit (tag text); CREATE TRIGGER audit_tag AFTER INSERT ON `+q+`.br_tags FOR EACH ROW EXECUTE FUNCTION public.audit_tag()`).Error)
+					}
+					var loginRole, defaultPath string
+					require.NoError(t, db.Raw("SELECT current_user, current_setting('search_path')").Row().Scan(&loginRole, &defaultPath))
+					acme := tenantplugin.WithTenant(ctx, "acme")
+					globex := tenantplugin.WithTenant(ctx, "globex")
+
+					err := db.Transaction(func(tx *gorm.DB) error {
+						var names []string
+						require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
+						require.Equal(t, []string{"tag of acme"}, names)
+
+						var tags []BrTag
+						require.NoError(t, tx.WithContext(globex).Find(&tags).Error, "GORM-built read of another tenant after a raw statement")
+						require.Len(t, tags, 1)
+						assert.Equal(t, "tag of globex", tags[0].Name)
+
+						require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
+						var user string
+						require.NoError(t, tx.WithContext(tenantplugin.SharedOnly(ctx)).Raw("SELECT current_user").Scan(&user).Error)
+						assert.Equal(t, loginRole, user, "raw SQL for the shared schema, after a tenant's")
+
+						require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
+						var path string
+						require.NoError(t, tx.Raw("SELECT current_setting('search_path')").Scan(&path).Error)
+						assert.Equal(t, defaultPath, path, "raw SQL without a tenant, after a tenant's")
+
+						require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
+						require.NoError(t, tx.WithContext(globex).Create(&BrTag{Name: "globex insert"}).Error)
+						var inAcme int64
+						require.NoError(t, tx.WithContext(acme).Raw("SELECT count(*) FROM audit").Scan(&inAcme).Error)
+						assert.Zero(t, inAcme, "globex's trigger wrote into acme's table")
+						return errRollbackTx
+					})
+					require.ErrorIs(t, err, errRollbackTx)
+				})
 			}
-			var loginRole, defaultPath string
-			require.NoError(t, db.Raw("SELECT current_user, current_setting('search_path')").Row().Scan(&loginRole, &defaultPath))
-			acme := tenantplugin.WithTenant(ctx, "acme")
-			globex := tenantplugin.WithTenant(ctx, "globex")
-
-			err := db.Transaction(func(tx *gorm.DB) error {
-				var names []string
-				require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
-				require.Equal(t, []string{"tag of acme"}, names)
-
-				var tags []BrTag
-				require.NoError(t, tx.WithContext(globex).Find(&tags).Error, "GORM-built read of another tenant after a raw statement")
-				require.Len(t, tags, 1)
-				assert.Equal(t, "tag of globex", tags[0].Name)
-
-				require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
-				var user string
-				require.NoError(t, tx.WithContext(tenantplugin.SharedOnly(ctx)).Raw("SELECT current_user").Scan(&user).Error)
-				assert.Equal(t, loginRole, user, "raw SQL for the shared schema, after a tenant's")
-
-				require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
-				var path string
-				require.NoError(t, tx.Raw("SELECT current_setting('search_path')").Scan(&path).Error)
-				assert.Equal(t, defaultPath, path, "raw SQL without a tenant, after a tenant's")
-
-				require.NoError(t, tx.WithContext(acme).Raw("SELECT name FROM br_tags").Scan(&names).Error)
-				require.NoError(t, tx.WithContext(globex).Create(&BrTag{Name: "globex insert"}).Error)
-				var inAcme int64
-				require.NoError(t, tx.WithContext(acme).Raw("SELECT count(*) FROM audit").Scan(&inAcme).Error)
-				assert.Zero(t, inAcme, "globex's trigger wrote into acme's table")
-				return errRollbackTx
-			})
-			require.ErrorIs(t, err, errRollbackTx)
 		})
 	}
 }
